@@ -1,0 +1,5 @@
+"""Validated job configurations: one pydantic schema per job, YAML files plus ``key=value`` overrides."""
+
+from wearssl.config.base import ConfigError, StrictModel, flatten, load_config
+
+__all__ = ["ConfigError", "StrictModel", "flatten", "load_config"]

@@ -1,0 +1,110 @@
+"""Loading a job configuration: YAML file, then ``key=value`` overrides, then validation.
+
+Every failure is a :class:`ConfigError` whose message names the file and the dotted key,
+so a user never sees a traceback from deep inside Ray or torch for a typo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+Schema = TypeVar("Schema", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the offending key."""
+
+
+class StrictModel(BaseModel):
+    """Base of every config section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=3e-4"`` -> (["train", "lr"], 0.0003). Values are parsed as YAML scalars/lists."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} is not of the form key=value (e.g. train.epochs=3)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node = data
+    for depth, part in enumerate(path[:-1]):
+        child = node.setdefault(part, {})
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            dotted = ".".join(path[: depth + 1])
+            raise ConfigError(f"override {'.'.join(path)}: key {dotted} is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def describe_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for item in err.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "<root>"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}'")
+        else:
+            got = item.get("input")
+            shown = "" if isinstance(got, Mapping) else f" (got {got!r})"
+            lines.append(f"key '{key}': {item['msg']}{shown}")
+    return f"invalid config {source}: " + "; ".join(lines)
+
+
+def load_config(
+    schema: type[Schema],
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+) -> Schema:
+    """Read ``path`` (optional), apply ``key=value`` overrides in order, validate against ``schema``."""
+    data = read_yaml(path) if path is not None else {}
+    for text in overrides:
+        keys, value = parse_override(text)
+        apply_override(data, keys, value)
+    source = str(path) if path is not None else "(defaults)"
+    try:
+        return schema.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(describe_errors(err, source)) from None
+
+
+def flatten(config: BaseModel | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> ``{"train.lr": 0.001, ...}``, as logged to MLflow params."""
+    data = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat

@@ -1,0 +1,309 @@
+"""The windowed corpus: Parquet files of 10-s windows plus a Parquet manifest.
+
+Layout of a corpus root (a local folder or any URI pyarrow understands, e.g. ``s3://``)::
+
+    ROOT/corpus.json                      format facts (rate, window samples, storage dtype)
+    ROOT/manifest.parquet                 one row per subject-day
+    ROOT/days/<subject>/<day>.parquet     one file per subject-day, one row per window
+
+A window row holds: ``subject`` (pseudonym), ``day`` (ISO date), ``time`` (window start,
+UTC), ``window`` (the 3 x 300 samples, channel-major, fixed-size list), ``std`` (std of
+the vector magnitude over the window) and ``wear``. A subject's split comes from a
+stable hash of its pseudonym, so it never changes as the corpus grows.
+
+Writes are atomic (write a temporary object, then rename), so an interrupted writer
+never leaves a half-written day file or manifest behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+SAMPLE_RATE_HZ = 30
+WINDOW_SECONDS = 10
+WINDOW_SAMPLES = SAMPLE_RATE_HZ * WINDOW_SECONDS
+CHANNELS = 3
+MANIFEST_NAME = "manifest.parquet"
+INFO_NAME = "corpus.json"
+DAYS_DIR = "days"
+TEST_FRACTION = 0.2
+MILLI_G = 1000.0
+
+
+class WindowFormat(str, Enum):
+    """How window samples are stored. float16 keeps the AX3's 3.9 mg resolution at half
+    the bytes of float32; int16 milli-g is the same size with a fixed 1 mg step."""
+
+    FLOAT16 = "float16"
+    INT16_MG = "int16_mg"
+    FLOAT32 = "float32"
+
+
+_ARROW_VALUE_TYPE = {
+    WindowFormat.FLOAT16: pa.float16(),
+    WindowFormat.INT16_MG: pa.int16(),
+    WindowFormat.FLOAT32: pa.float32(),
+}
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("subject", pa.string()),
+        ("day", pa.string()),
+        ("file", pa.string()),
+        ("row_start", pa.int64()),
+        ("row_end", pa.int64()),
+        ("n_windows", pa.int64()),
+        ("n_wear", pa.int64()),
+        ("split", pa.string()),
+        ("recording", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    sample_rate_hz: int = SAMPLE_RATE_HZ
+    window_samples: int = WINDOW_SAMPLES
+    window_format: str = WindowFormat.FLOAT16.value
+    version: int = 1
+
+
+def window_schema(window_format: WindowFormat = WindowFormat.FLOAT16) -> pa.Schema:
+    value_type = _ARROW_VALUE_TYPE[WindowFormat(window_format)]
+    return pa.schema(
+        [
+            ("subject", pa.string()),
+            ("day", pa.string()),
+            ("time", pa.timestamp("ms", tz="UTC")),
+            ("window", pa.list_(value_type, CHANNELS * WINDOW_SAMPLES)),
+            ("std", pa.float32()),
+            ("wear", pa.bool_()),
+        ]
+    )
+
+
+# ---------------------------------------------------------------- filesystems
+
+
+def resolve(uri: str | Path) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and path for a local path or a URI (``s3://``, ``gs://``, ...)."""
+    text = str(uri)
+    if "://" in text:
+        return pafs.FileSystem.from_uri(text)
+    return pafs.LocalFileSystem(), str(Path(text).expanduser().resolve())
+
+
+def join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
+
+
+def exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def atomic_write_table(fs: pafs.FileSystem, path: str, table: pa.Table, **parquet_kw) -> None:
+    """Write a Parquet file so readers only ever see the old or the complete new file."""
+    parent = path.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}.parquet"
+    pq.write_table(table, tmp, filesystem=fs, **parquet_kw)
+    fs.move(tmp, path)
+
+
+def atomic_write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    parent = path.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+    with fs.open_output_stream(tmp) as out:
+        out.write(data)
+    fs.move(tmp, path)
+
+
+# ---------------------------------------------------------------- windows
+
+
+def window_std(windows: np.ndarray) -> np.ndarray:
+    """Std of the vector magnitude over each window: ``(n, 3, L) -> (n,)`` float32."""
+    magnitude = np.sqrt(np.einsum("ncl,ncl->nl", windows, windows, dtype=np.float64))
+    return magnitude.std(axis=1).astype(np.float32)
+
+
+def encode_windows(windows: np.ndarray, window_format: WindowFormat) -> pa.FixedSizeListArray:
+    """``(n, 3, L)`` float windows in g -> the Parquet column in the given storage format."""
+    n, channels, length = windows.shape
+    window_format = WindowFormat(window_format)
+    if window_format is WindowFormat.INT16_MG:
+        flat = np.clip(np.rint(windows * MILLI_G), -32768, 32767).astype(np.int16)
+    else:
+        flat = windows.astype(window_format.value)
+    values = pa.array(flat.reshape(-1), type=_ARROW_VALUE_TYPE[window_format])
+    return pa.FixedSizeListArray.from_arrays(values, channels * length)
+
+
+def decode_windows(column: pa.Array | pa.ChunkedArray, length: int = WINDOW_SAMPLES) -> np.ndarray:
+    """The Parquet ``window`` column -> ``(n, 3, L)`` float32 in g, whatever the storage format."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    values = column.flatten().to_numpy(zero_copy_only=False)
+    windows = values.reshape(len(column), CHANNELS, length).astype(np.float32)
+    if values.dtype == np.int16:
+        windows /= MILLI_G
+    return windows
+
+
+def day_table(
+    subject: str,
+    day: str,
+    start_times_ms: np.ndarray,
+    windows: np.ndarray,
+    wear: np.ndarray,
+    window_format: WindowFormat = WindowFormat.FLOAT16,
+) -> pa.Table:
+    """One subject-day's windows as a table in the corpus schema."""
+    n = len(windows)
+    if windows.shape[1:] != (CHANNELS, WINDOW_SAMPLES):
+        raise ValueError(
+            f"windows for {subject}/{day} have shape {windows.shape[1:]}, "
+            f"expected {(CHANNELS, WINDOW_SAMPLES)}"
+        )
+    return pa.table(
+        {
+            "subject": pa.array([subject] * n, pa.string()),
+            "day": pa.array([day] * n, pa.string()),
+            "time": pa.array(start_times_ms.astype("int64"), pa.timestamp("ms", tz="UTC")),
+            "window": encode_windows(windows, window_format),
+            "std": pa.array(window_std(windows), pa.float32()),
+            "wear": pa.array(wear.astype(bool), pa.bool_()),
+        },
+        schema=window_schema(window_format),
+    )
+
+
+def day_file(subject: str, day: str) -> str:
+    """Path of a subject-day file relative to the corpus root."""
+    return f"{DAYS_DIR}/{subject}/{day}.parquet"
+
+
+def write_day(
+    root: str,
+    table: pa.Table,
+    recording: str,
+    fs: pafs.FileSystem | None = None,
+) -> dict:
+    """Write one subject-day table atomically and return its manifest entry."""
+    if fs is None:
+        fs, root = resolve(root)
+    subject = table["subject"][0].as_py()
+    day = table["day"][0].as_py()
+    rel = day_file(subject, day)
+    atomic_write_table(fs, join(root, rel), table, compression="zstd")
+    n_wear = int(pc.sum(table["wear"]).as_py() or 0)
+    return manifest_entry(subject, day, rel, table.num_rows, n_wear, recording)
+
+
+def manifest_entry(
+    subject: str, day: str, file: str, n_windows: int, n_wear: int, recording: str
+) -> dict:
+    return {
+        "subject": subject,
+        "day": day,
+        "file": file,
+        "row_start": 0,
+        "row_end": n_windows,
+        "n_windows": n_windows,
+        "n_wear": n_wear,
+        "split": subject_split(subject),
+        "recording": recording,
+    }
+
+
+def read_day(root: str, entry: dict, fs: pafs.FileSystem | None = None) -> pa.Table:
+    """The window rows of one manifest entry (a subject-day)."""
+    if fs is None:
+        fs, root = resolve(root)
+    table = pq.read_table(join(root, entry["file"]), filesystem=fs)
+    return table.slice(entry["row_start"], entry["row_end"] - entry["row_start"])
+
+
+# ---------------------------------------------------------------- manifest and info
+
+
+def subject_split(subject: str, test_fraction: float = TEST_FRACTION) -> str:
+    """Stable train/test assignment from a hash of the subject's pseudonym."""
+    bucket = int.from_bytes(hashlib.sha256(subject.encode()).digest()[:8], "big") / 2**64
+    return "test" if bucket < test_fraction else "train"
+
+
+def manifest_table(entries: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(entries, schema=MANIFEST_SCHEMA)
+
+
+def read_manifest(root: str | Path) -> pa.Table:
+    fs, path = resolve(root)
+    manifest_path = join(path, MANIFEST_NAME)
+    if not exists(fs, manifest_path):
+        raise FileNotFoundError(f"no corpus manifest at {manifest_path}")
+    return pq.read_table(manifest_path, filesystem=fs).select(MANIFEST_SCHEMA.names)
+
+
+def write_manifest(root: str | Path, manifest: pa.Table) -> None:
+    """Replace the manifest atomically, rows sorted by subject and day, one row per subject-day."""
+    fs, path = resolve(root)
+    manifest = manifest.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+    manifest = manifest.sort_by([("subject", "ascending"), ("day", "ascending")])
+    keys = list(zip(manifest["subject"].to_pylist(), manifest["day"].to_pylist(), strict=True))
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"manifest for {root} would list a subject-day twice")
+    atomic_write_table(fs, join(path, MANIFEST_NAME), manifest)
+
+
+def add_to_manifest(root: str | Path, entries: list[dict]) -> pa.Table:
+    """Merge new subject-day entries into the manifest (a new entry replaces an old one
+    for the same subject-day) and write it atomically. Returns the new manifest."""
+    new = manifest_table(entries)
+    try:
+        old = read_manifest(root)
+    except FileNotFoundError:
+        merged = new
+    else:
+        replaced = {(e["subject"], e["day"]) for e in entries}
+        keep = [
+            (s, d) not in replaced
+            for s, d in zip(old["subject"].to_pylist(), old["day"].to_pylist(), strict=True)
+        ]
+        merged = pa.concat_tables([old.filter(pa.array(keep, pa.bool_())), new])
+    write_manifest(root, merged)
+    return merged
+
+
+def manifest_hash(manifest: pa.Table) -> str:
+    """A short content hash of a manifest, used to tag runs with the corpus they read."""
+    digest = hashlib.sha256()
+    for row in manifest.sort_by([("subject", "ascending"), ("day", "ascending")]).to_pylist():
+        digest.update(json.dumps(row, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def write_info(root: str | Path, info: CorpusInfo) -> None:
+    fs, path = resolve(root)
+    atomic_write_bytes(fs, join(path, INFO_NAME), json.dumps(asdict(info), indent=2).encode())
+
+
+def read_info(root: str | Path) -> CorpusInfo:
+    fs, path = resolve(root)
+    info_path = join(path, INFO_NAME)
+    if not exists(fs, info_path):
+        raise FileNotFoundError(f"{root} is not a wearssl corpus: {info_path} is missing")
+    with fs.open_input_stream(info_path) as f:
+        return CorpusInfo(**json.loads(f.read()))

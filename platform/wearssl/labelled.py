@@ -1,0 +1,116 @@
+"""Labelled window sets: the input of downstream evaluation.
+
+A labelled set is a folder (local or any pyarrow URI)::
+
+    SET/labelled.json     name, window_seconds, sample_rate_hz, label names (in class order)
+    SET/windows.parquet   one row per window: subject (pseudonym), label, time, window
+
+Windows are 30 Hz, in g, channel-major ``3 x L`` float32 lists.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wearssl.corpus import (
+    CHANNELS,
+    SAMPLE_RATE_HZ,
+    atomic_write_bytes,
+    atomic_write_table,
+    exists,
+    join,
+    resolve,
+)
+
+INFO_NAME = "labelled.json"
+WINDOWS_NAME = "windows.parquet"
+
+
+@dataclass
+class LabelledSet:
+    name: str
+    window_seconds: int
+    label_names: list[str]
+    windows: np.ndarray  # (n, 3, L) float32, g
+    labels: np.ndarray  # (n,) int64 index into label_names
+    subjects: np.ndarray  # (n,) str pseudonyms
+    times_ms: np.ndarray  # (n,) int64 window start, ms since epoch
+
+    @property
+    def window_samples(self) -> int:
+        return self.window_seconds * SAMPLE_RATE_HZ
+
+    def subset(self, mask: np.ndarray) -> LabelledSet:
+        return LabelledSet(
+            self.name,
+            self.window_seconds,
+            self.label_names,
+            self.windows[mask],
+            self.labels[mask],
+            self.subjects[mask],
+            self.times_ms[mask],
+        )
+
+
+def write_labelled_set(path: str, labelled: LabelledSet) -> None:
+    """Write a labelled set atomically (windows first, then the info file that marks it complete)."""
+    n, channels, length = labelled.windows.shape
+    if channels != CHANNELS or length != labelled.window_samples:
+        raise ValueError(
+            f"labelled set {labelled.name}: windows have shape {(channels, length)}, "
+            f"expected {(CHANNELS, labelled.window_samples)} for {labelled.window_seconds}-s windows"
+        )
+    if not (len(labelled.labels) == len(labelled.subjects) == len(labelled.times_ms) == n):
+        raise ValueError(f"labelled set {labelled.name}: columns have different lengths")
+    fs, root = resolve(path)
+    values = pa.array(labelled.windows.astype(np.float32).reshape(-1), pa.float32())
+    names = np.asarray(labelled.label_names, dtype=object)
+    table = pa.table(
+        {
+            "subject": pa.array(labelled.subjects.astype(str), pa.string()),
+            "label": pa.array(names[labelled.labels].astype(str), pa.string()),
+            "time": pa.array(labelled.times_ms.astype("int64"), pa.timestamp("ms", tz="UTC")),
+            "window": pa.FixedSizeListArray.from_arrays(values, channels * length),
+        }
+    )
+    atomic_write_table(fs, join(root, WINDOWS_NAME), table, compression="zstd")
+    info = {
+        "name": labelled.name,
+        "window_seconds": labelled.window_seconds,
+        "sample_rate_hz": SAMPLE_RATE_HZ,
+        "label_names": list(labelled.label_names),
+    }
+    atomic_write_bytes(fs, join(root, INFO_NAME), json.dumps(info, indent=2).encode())
+
+
+def read_labelled_set(path: str) -> LabelledSet:
+    fs, root = resolve(path)
+    info_path = join(root, INFO_NAME)
+    if not exists(fs, info_path):
+        raise FileNotFoundError(f"{path} is not a labelled set: {info_path} is missing")
+    with fs.open_input_stream(info_path) as f:
+        info = json.loads(f.read())
+    table = pq.read_table(join(root, WINDOWS_NAME), filesystem=fs)
+    label_names = list(info["label_names"])
+    index = {name: i for i, name in enumerate(label_names)}
+    raw_labels = table["label"].to_pylist()
+    unknown = sorted(set(raw_labels) - set(index))
+    if unknown:
+        raise ValueError(f"labelled set {path}: labels {unknown} are not in label_names")
+    length = info["window_seconds"] * info["sample_rate_hz"]
+    column = table["window"].combine_chunks()
+    windows = column.flatten().to_numpy().reshape(len(column), CHANNELS, length)
+    return LabelledSet(
+        name=info["name"],
+        window_seconds=int(info["window_seconds"]),
+        label_names=label_names,
+        windows=windows.astype(np.float32, copy=False),
+        labels=np.array([index[x] for x in raw_labels], dtype=np.int64),
+        subjects=np.array(table["subject"].to_pylist(), dtype=object),
+        times_ms=table["time"].cast(pa.int64()).to_numpy(),
+    )
