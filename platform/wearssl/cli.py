@@ -1,0 +1,54 @@
+"""Shared command-line plumbing for the jobs: config loading, clear errors, exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from wearssl.config import ConfigError, load_config
+from wearssl.model import CheckpointError
+from wearssl.runtime import QUIET_ENV, ResourcePlanError
+
+Schema = TypeVar("Schema", bound=BaseModel)
+
+EXIT_USAGE = 2
+USER_ERRORS = (ConfigError, ResourcePlanError, CheckpointError, FileNotFoundError)
+
+
+def mlflow_ui_hint(tracking_uri: str) -> str:
+    if tracking_uri.startswith("sqlite:///"):
+        store = Path(tracking_uri.removeprefix("sqlite:///"))
+        return (
+            f"browse it with: mlflow ui --backend-store-uri {tracking_uri} "
+            f"--default-artifact-root {store.parent / 'artifacts'} --host 127.0.0.1"
+        )
+    return f"browse it at {tracking_uri}"
+
+
+def run_job(
+    schema: type[Schema],
+    config_path: str | None,
+    overrides: Sequence[str],
+    job: Callable[[Schema], Any],
+) -> int:
+    """Load and validate the config, run the job, turn user errors into one clear line."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    try:
+        cfg = load_config(schema, config_path, overrides)
+        result = job(cfg)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    summary = getattr(result, "summary", None)
+    if callable(summary):
+        print(summary())
+    uri = getattr(result, "tracking_uri", None)
+    if uri:
+        print(mlflow_ui_hint(uri))
+    return 0

@@ -1,0 +1,147 @@
+"""Per-epoch streaming sampler on Ray Data, and the fixed held-out evaluation set.
+
+An epoch visits every training subject once, in a fresh order seeded by the epoch, with
+one random day each. Each subject-day is one Ray Data task that reads only that day's
+file and returns its std-weighted sample of windows, so memory stays bounded however
+large the corpus is. The plan is a pure function of (manifest, seed, epoch): a resumed
+run redraws exactly the epoch it stopped in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import ray
+
+from wearssl import corpus
+from wearssl.sampling import sample_window_indices
+
+
+@dataclass(frozen=True)
+class SubjectDay:
+    subject: str
+    day: str
+    file: str
+    row_start: int
+    row_end: int
+
+
+def _stable_seed(*parts: object) -> int:
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def subject_days(manifest: pa.Table, split: str) -> dict[str, list[SubjectDay]]:
+    """Subject -> its days that hold any worn window, for one split, in sorted order."""
+    rows = manifest.filter(
+        pa.compute.and_(
+            pa.compute.equal(manifest["split"], split), pa.compute.greater(manifest["n_wear"], 0)
+        )
+    ).sort_by([("subject", "ascending"), ("day", "ascending")])
+    days: dict[str, list[SubjectDay]] = {}
+    for subject, day, file, start, end in zip(
+        rows["subject"].to_pylist(),
+        rows["day"].to_pylist(),
+        rows["file"].to_pylist(),
+        rows["row_start"].to_pylist(),
+        rows["row_end"].to_pylist(),
+        strict=True,
+    ):
+        days.setdefault(subject, []).append(SubjectDay(subject, day, file, start, end))
+    return days
+
+
+def epoch_plan(days: dict[str, list[SubjectDay]], seed: int, epoch: int) -> list[dict]:
+    """The epoch's read tasks: every subject once, shuffled, one random day each, own seed."""
+    rng = np.random.default_rng(_stable_seed("epoch", seed, epoch))
+    subjects = sorted(days)
+    order = rng.permutation(len(subjects))
+    plan = []
+    for position, index in enumerate(order):
+        options = days[subjects[index]]
+        chosen = options[int(rng.integers(len(options)))]
+        plan.append(
+            {
+                "file": chosen.file,
+                "row_start": chosen.row_start,
+                "row_end": chosen.row_end,
+                "seed": _stable_seed("draw", seed, epoch, position),
+            }
+        )
+    return plan
+
+
+def draw_windows(
+    root: str, item: dict, windows_per_subject: int, weighted: bool
+) -> np.ndarray:
+    """Read one subject-day and return its sampled windows, ``(k, 3, L)`` in storage precision."""
+    table = corpus.read_day(root, item)
+    wear = table["wear"].to_numpy(zero_copy_only=False)
+    std = table["std"].to_numpy()
+    rng = np.random.default_rng(item["seed"])
+    chosen = sample_window_indices(std, windows_per_subject, rng, weighted=weighted, eligible=wear)
+    picked = table["window"].take(pa.array(chosen, pa.int64()))
+    values = picked.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    windows = values.reshape(len(chosen), corpus.CHANNELS, -1)
+    if windows.dtype == np.int16:
+        return (windows.astype(np.float32) / corpus.MILLI_G).astype(np.float16)
+    return windows
+
+
+def _draw_batch(
+    batch: dict[str, np.ndarray], root: str, windows_per_subject: int, weighted: bool
+) -> dict[str, np.ndarray]:
+    """Ray Data batch function: planned subject-days -> their sampled windows."""
+    drawn = [
+        draw_windows(
+            root,
+            {
+                "file": str(batch["file"][i]),
+                "row_start": int(batch["row_start"][i]),
+                "row_end": int(batch["row_end"][i]),
+                "seed": int(batch["seed"][i]),
+            },
+            windows_per_subject,
+            weighted,
+        )
+        for i in range(len(batch["file"]))
+    ]
+    return {"window": np.concatenate(drawn)}
+
+
+def epoch_dataset(
+    root: str,
+    plan: list[dict],
+    windows_per_subject: int,
+    weighted: bool,
+    read_cpus: float = 1.0,
+) -> ray.data.Dataset:
+    """The epoch's windows as a streaming Ray Dataset: one read task per subject-day."""
+    items = ray.data.from_items(plan, override_num_blocks=max(1, len(plan)))
+    return items.map_batches(
+        _draw_batch,
+        fn_kwargs={"root": root, "windows_per_subject": windows_per_subject, "weighted": weighted},
+        batch_size=1,
+        batch_format="numpy",
+        num_cpus=read_cpus,
+    )
+
+
+def heldout_windows(
+    root: str,
+    days: dict[str, list[SubjectDay]],
+    max_subjects: int,
+    windows_per_subject: int,
+    seed: int,
+) -> np.ndarray:
+    """A fixed evaluation set from held-out subjects: one day each, std-weighted windows.
+
+    Always std-weighted, so runs with and without weighted training sampling are
+    compared on the same windows."""
+    plan = epoch_plan({s: days[s] for s in sorted(days)[:max_subjects]}, seed, epoch=-1)
+    if not plan:
+        return np.zeros((0, corpus.CHANNELS, corpus.WINDOW_SAMPLES), np.float16)
+    return np.concatenate([draw_windows(root, item, windows_per_subject, True) for item in plan])

@@ -1,0 +1,470 @@
+"""Self-supervised multi-task pre-training on Ray Train.
+
+The driver (:func:`run_pretraining`) prepares the corpus, the resource plan and the MLflow
+run, then runs a ``TorchTrainer``. Each worker (:func:`train_loop`) streams its shard of
+every epoch's std-weighted windows, applies the pretext transforms on its own device,
+and optimises the mean of the enabled tasks' cross-entropies with DDP. After each epoch
+the held-out subjects' loss and per-task accuracy are computed, a checkpoint is
+reported, and only then does rank 0 log the epoch to MLflow: a logged epoch always has
+a checkpoint, so a resumed run logs each epoch exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import ray
+import ray.train
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from wearssl import corpus, epochs, runtime, tracking
+from wearssl.config import flatten
+from wearssl.config.pretrain import PretrainConfig
+from wearssl.model import harnet, save_checkpoint
+from wearssl.transforms import pretext_step
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+MODEL_FILE = "harnet.pt"
+RUN_RECORD = "mlflow_run.json"
+EXPERIMENT = "pretrain"
+
+
+@dataclass
+class PretrainResult:
+    run_id: str
+    tracking_uri: str
+    epochs_completed: int
+    metrics: dict[str, float]
+    checkpoint_path: str
+    registered_version: str | None
+    unlogged: str
+
+    def summary(self) -> str:
+        shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(self.metrics.items()))
+        lines = [
+            f"pre-training finished: {self.epochs_completed} epochs, MLflow run {self.run_id}",
+            f"final metrics: {shown}",
+            f"checkpoint: {self.checkpoint_path}",
+        ]
+        if self.registered_version:
+            lines.append(f"registered model version: {self.registered_version}")
+        if self.unlogged:
+            lines.append(self.unlogged)
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- learning-rate schedule
+
+
+def lr_at(step: int, base_lr: float, peak_lr: float, warmup_steps: int) -> float:
+    """Linear warm-up from the base lr to the batch-scaled peak, then constant (never beyond)."""
+    if warmup_steps <= 0 or step >= warmup_steps:
+        return peak_lr
+    return base_lr + (peak_lr - base_lr) * step / warmup_steps
+
+
+def scaled_peak_lr(cfg: PretrainConfig) -> float:
+    """lr x batch / 512 for large batches; small batches keep the base lr (no down-scaling,
+    which on a laptop-sized batch would leave the tasks at chance for the whole run)."""
+    return max(cfg.optim.lr, cfg.peak_lr)
+
+
+def steps_per_epoch(cfg: PretrainConfig, n_train_subjects: int) -> int:
+    steps = max(1, math.ceil(n_train_subjects / cfg.sampling.subjects_per_batch))
+    if cfg.optim.max_steps_per_epoch is not None:
+        steps = min(steps, cfg.optim.max_steps_per_epoch)
+    return steps
+
+
+# ---------------------------------------------------------------- one step
+
+
+def pretext_loss(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    tasks: list[str],
+    generator: torch.Generator,
+    augment: bool,
+    autocast: bool,
+) -> tuple[torch.Tensor, dict[str, tuple[int, int]]]:
+    """Transform a batch, forward once, mean of the tasks' cross-entropies; (loss, hits/counts)."""
+    x, labels = pretext_step(x, generator, tasks=tuple(tasks), augment_orientation=augment)
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=autocast):
+        logits = model(x)
+    losses = [F.cross_entropy(logits[t].float(), labels[t]) for t in tasks]
+    hits = {t: (int((logits[t].argmax(1) == labels[t]).sum()), len(labels[t])) for t in tasks}
+    return torch.stack(losses).mean(), hits
+
+
+def _allreduce(values: list[float], device: torch.device) -> list[float]:
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def evaluate_heldout(
+    model: torch.nn.Module,
+    windows: np.ndarray,
+    tasks: list[str],
+    batch_size: int,
+    device: torch.device,
+    seed: int,
+    autocast: bool,
+) -> dict[str, float]:
+    """Loss and per-task accuracy on this worker's share of the held-out windows, all-reduced.
+
+    The pretext labels come from a fixed generator, so every epoch sees the same problems."""
+    model.eval()
+    generator = torch.Generator(device=device).manual_seed(seed)
+    loss_sum, hit_sums, count = 0.0, dict.fromkeys(tasks, 0.0), 0.0
+    with torch.no_grad():
+        for start in range(0, len(windows), batch_size):
+            x = torch.from_numpy(windows[start : start + batch_size]).to(device).float()
+            loss, hits = pretext_loss(model, x, tasks, generator, False, autocast)
+            loss_sum += float(loss) * len(x)
+            count += len(x)
+            for task in tasks:
+                hit_sums[task] += hits[task][0]
+    reduced = _allreduce([loss_sum, count, *hit_sums.values()], device)
+    total = max(reduced[1], 1.0)
+    metrics = {"val_loss": reduced[0] / total}
+    metrics.update({f"val_acc_{t}": h / total for t, h in zip(tasks, reduced[2:], strict=True)})
+    model.train()
+    return metrics
+
+
+# ---------------------------------------------------------------- worker
+
+
+def _epoch_shard(config: dict, epoch: int, rank: int, world: int) -> ray.data.DataIterator:
+    """This worker's streaming split of the epoch's dataset (rank 0 builds and shares it)."""
+    shards: list[Any] = [None]
+    if rank == 0:
+        plan = epochs.epoch_plan(config["train_days"], config["seed"], epoch)
+        dataset = epochs.epoch_dataset(
+            config["corpus"],
+            plan,
+            config["windows_per_subject"],
+            config["weighted"],
+            config["read_cpus"],
+        )
+        shards = [dataset.streaming_split(world, equal=True)] if world > 1 else [[dataset]]
+    if world > 1:
+        dist.broadcast_object_list(shards, src=0)
+    shard = shards[0][rank]
+    return shard.iterator() if isinstance(shard, ray.data.Dataset) else shard
+
+
+def _restore(model, optimizer, checkpoint: Checkpoint | None) -> dict:
+    if checkpoint is None:
+        return {"epoch": -1, "step": 0, "history": [], "best_val_loss": math.inf, "bad_epochs": 0}
+    with checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
+    model.load_state_dict(state.pop("model"))
+    optimizer.load_state_dict(state.pop("optimizer"))
+    return state
+
+
+def _report(metrics: dict, state: dict, model, optimizer, window_seconds: int, rank: int) -> None:
+    if rank != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        torch.save(
+            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), **state},
+            Path(directory) / STATE_FILE,
+        )
+        save_checkpoint(Path(directory) / MODEL_FILE, model, window_seconds=window_seconds)
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(directory))
+
+
+def _log_history(logger: tracking.ResilientLogger | None, history: list[dict]) -> None:
+    """Log the epochs MLflow does not hold yet (a resumed run re-logs none twice)."""
+    if logger is None or not history:
+        return
+    present = logger.logged_steps("val_loss")
+    for entry in history:
+        if entry["epoch"] not in present:
+            logger.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, entry["epoch"])
+
+
+def train_loop(config: dict) -> None:
+    """Ray Train worker: streamed epochs, DDP, pretext loss, held-out eval, checkpoints."""
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(config["torch_threads"])
+    device = ray.train.torch.get_device()
+    autocast = device.type == "cuda" and config["bf16"]
+    torch.manual_seed(config["seed"] + rank)
+
+    model = harnet(config["window_seconds"]).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["base_lr"])
+    state = _restore(model, optimizer, ray.train.get_checkpoint())
+    ddp_model = ray.train.torch.prepare_model(model) if world > 1 else model
+
+    logger = None
+    if rank == 0:
+        logger = tracking.ResilientLogger(config["run_id"], config["tracking_uri"])
+        _log_history(logger, state["history"])
+
+    heldout = ray.get(config["heldout"])[rank::world]
+    warmup_steps = config["warmup_epochs"] * config["steps_per_epoch"]
+    tasks = config["tasks"]
+    for epoch in range(state["epoch"] + 1, config["epochs"]):
+        generator = torch.Generator(device=device).manual_seed(
+            epochs._stable_seed("pretext", config["seed"], epoch, rank)
+        )
+        started, seen, train_loss, steps = time.perf_counter(), 0, 0.0, 0
+        train_hits = dict.fromkeys(tasks, 0)
+        shard = _epoch_shard(config, epoch, rank, world)
+        for batch in shard.iter_torch_batches(
+            batch_size=config["worker_batch"],
+            drop_last=True,
+            local_shuffle_buffer_size=config["shuffle_buffer"] or None,
+            local_shuffle_seed=config["seed"] + epoch if config["shuffle_buffer"] else None,
+            device=device,
+        ):
+            lr = lr_at(state["step"], config["base_lr"], config["peak_lr"], warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x = batch["window"].float()
+            loss, hits = pretext_loss(ddp_model, x, tasks, generator, config["augment"], autocast)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            state["step"] += 1
+            steps += 1
+            seen += len(x)
+            train_loss += float(loss)
+            for task in tasks:
+                train_hits[task] += hits[task][0]
+            if steps >= config["steps_per_epoch_cap"]:
+                break
+        elapsed = time.perf_counter() - started
+        reduced = _allreduce([seen, train_loss, steps, *train_hits.values()], device)
+        metrics = {
+            "train_loss": reduced[1] / max(reduced[2], 1),
+            **{f"train_acc_{t}": h / max(reduced[0], 1) for t, h in zip(tasks, reduced[3:])},
+            **evaluate_heldout(
+                model, heldout, tasks, config["eval_batch"], device, config["seed"], autocast
+            ),
+            "windows_per_s": reduced[0] / elapsed,
+            "lr": lr_at(state["step"], config["base_lr"], config["peak_lr"], warmup_steps),
+            "epoch_seconds": elapsed,
+        }
+        improved = metrics["val_loss"] < state["best_val_loss"]
+        state["best_val_loss"] = min(state["best_val_loss"], metrics["val_loss"])
+        state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
+        state["epoch"] = epoch
+        state["history"].append({"epoch": epoch, **metrics})
+        _report({"epoch": epoch, **metrics}, state, model, optimizer, config["window_seconds"], rank)
+        _log_history(logger, state["history"][-1:])
+        if rank == 0:
+            print(
+                f"epoch {epoch + 1}/{config['epochs']}: "
+                + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
+                flush=True,
+            )
+        if state["bad_epochs"] >= config["patience"]:
+            if rank == 0:
+                print(f"early stopping: no held-out improvement for {config['patience']} epochs")
+            break
+    if logger is not None and logger.pending:
+        logger.flush()
+        print(logger.unlogged_report(), flush=True)
+
+
+# ---------------------------------------------------------------- driver
+
+
+def ensure_corpus(cfg: PretrainConfig) -> str:
+    """The configured corpus, or the embedded default synthetic one (made once)."""
+    if cfg.corpus is not None:
+        corpus.read_info(cfg.corpus)
+        return cfg.corpus
+    from wearssl.synthetic import write_synthetic_corpus
+
+    out = str(Path(cfg.synthetic.out).resolve())
+    try:
+        corpus.read_manifest(out)
+    except FileNotFoundError:
+        print(
+            f"no corpus configured: writing a synthetic one ({cfg.synthetic.subjects} subjects x "
+            f"{cfg.synthetic.days} days) to {out}",
+            flush=True,
+        )
+        write_synthetic_corpus(out, cfg.synthetic.subjects, cfg.synthetic.days, cfg.synthetic.seed)
+    return out
+
+
+def _run_record_path(cfg: PretrainConfig) -> tuple[Any, str]:
+    fs, root = corpus.resolve(cfg.runtime.storage_path)
+    return fs, corpus.join(root, cfg.name, RUN_RECORD)
+
+
+def mlflow_run_for(cfg: PretrainConfig, uri: str, tags: dict[str, str]) -> str:
+    """The MLflow run of this pre-training: the one a previous attempt recorded, or a new one."""
+    import json
+
+    fs, record = _run_record_path(cfg)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    if corpus.exists(fs, record):
+        with fs.open_input_stream(record) as f:
+            previous = json.loads(f.read())
+        if previous.get("tracking_uri") == uri:
+            try:
+                client.get_run(previous["run_id"])
+                client.update_run(previous["run_id"], status="RUNNING")
+                return previous["run_id"]
+            except mlflow.exceptions.MlflowException:
+                log.warning("recorded MLflow run %s is gone; starting a new one", previous["run_id"])
+    run = client.create_run(tracking.experiment_id(EXPERIMENT, uri), run_name=cfg.name, tags=tags)
+    params = tracking.params_for_mlflow(flatten(cfg))
+    client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items()])
+    corpus.atomic_write_bytes(
+        fs, record, json.dumps({"run_id": run.info.run_id, "tracking_uri": uri}).encode()
+    )
+    return run.info.run_id
+
+
+def _finish_run(
+    cfg: PretrainConfig, run_id: str, uri: str, checkpoint: Checkpoint | None
+) -> tuple[str, str | None]:
+    """Log the config, the final checkpoint and the model; register it. Returns (path, version)."""
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    with tempfile.TemporaryDirectory() as directory:
+        config_path = Path(directory) / "config.yaml"
+        config_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        client.log_artifact(run_id, str(config_path))
+    if checkpoint is None:
+        return "", None
+    local = Path(checkpoint.to_directory()) / MODEL_FILE
+    client.log_artifact(run_id, str(local), artifact_path="checkpoint")
+    version = None
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(run_id=run_id):
+        model = harnet(cfg.window_seconds, pretrained=local).eval()
+        info = mlflow.pytorch.log_model(
+            model,
+            name="model",
+            serialization_format="pickle",
+            registered_model_name=cfg.tracking.registered_model,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        )
+        if cfg.tracking.registered_model:
+            version = str(info.registered_model_version)
+    return checkpoint.path, version
+
+
+def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
+    """Pre-train per ``cfg`` on the connected Ray cluster; resumes a run of the same name."""
+    cluster = runtime.connect(cfg.runtime.address)
+    plan = runtime.plan_resources(
+        cfg.runtime.num_workers,
+        cfg.runtime.cpus_per_worker,
+        cfg.runtime.data_cpus,
+        cfg.runtime.use_gpu,
+        cluster,
+    )
+    root = ensure_corpus(cfg)
+    manifest = corpus.read_manifest(root)
+    train_days = epochs.subject_days(manifest, "train")
+    test_days = epochs.subject_days(manifest, "test")
+    if not train_days or not test_days:
+        raise ValueError(
+            f"corpus {root} needs subjects in both splits with worn windows; "
+            f"found {len(train_days)} train and {len(test_days)} test subjects"
+        )
+    uri = tracking.configure(cfg.tracking.tracking_uri)
+    tags = {
+        "git_commit": tracking.git_commit(),
+        "corpus_manifest_hash": corpus.manifest_hash(manifest),
+        "workers": str(plan.num_workers),
+        "worker_kind": "gpu" if plan.use_gpu else "cpu",
+        "cluster_cpus": f"{cluster.get('CPU', 0):g}",
+        "cluster_gpus": f"{cluster.get('GPU', 0):g}",
+    }
+    run_id = mlflow_run_for(cfg, uri, tags)
+    print(f"MLflow run {run_id} at {uri}", flush=True)
+    heldout = epochs.heldout_windows(
+        root, test_days, cfg.eval.max_subjects, cfg.eval.windows_per_subject, cfg.optim.seed
+    )
+    n_steps = steps_per_epoch(cfg, len(train_days))
+    loop_config = {
+        "corpus": root,
+        "train_days": train_days,
+        "heldout": ray.put(heldout),
+        "run_id": run_id,
+        "tracking_uri": uri,
+        "window_seconds": cfg.window_seconds,
+        "tasks": list(cfg.tasks),
+        "augment": cfg.augment,
+        "weighted": cfg.sampling.weighted,
+        "windows_per_subject": cfg.sampling.windows_per_subject,
+        "read_cpus": cfg.sampling.read_cpus,
+        "shuffle_buffer": cfg.sampling.shuffle_buffer,
+        "worker_batch": cfg.worker_batch,
+        "epochs": cfg.optim.epochs,
+        "base_lr": cfg.optim.lr,
+        "peak_lr": scaled_peak_lr(cfg),
+        "warmup_epochs": cfg.optim.warmup_epochs,
+        "steps_per_epoch": n_steps,
+        "steps_per_epoch_cap": cfg.optim.max_steps_per_epoch or math.inf,
+        "patience": cfg.optim.patience,
+        "seed": cfg.optim.seed,
+        "eval_batch": cfg.eval.batch_size,
+        "torch_threads": plan.torch_threads,
+        "bf16": cfg.runtime.bf16,
+    }
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(
+            num_workers=plan.num_workers,
+            use_gpu=plan.use_gpu,
+            resources_per_worker={"CPU": plan.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name=cfg.name,
+            storage_path=_storage_uri(cfg.runtime.storage_path),
+            failure_config=FailureConfig(max_failures=cfg.runtime.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    result = trainer.fit()
+    metrics = {k: float(v) for k, v in (result.metrics or {}).items() if _is_number(v)}
+    checkpoint_path, version = _finish_run(cfg, run_id, uri, result.checkpoint)
+    mlflow.MlflowClient(tracking_uri=uri).set_terminated(run_id, "FINISHED")
+    return PretrainResult(
+        run_id=run_id,
+        tracking_uri=uri,
+        epochs_completed=int(metrics.get("epoch", -1)) + 1,
+        metrics=metrics,
+        checkpoint_path=checkpoint_path,
+        registered_version=version,
+        unlogged="",
+    )
+
+
+def _storage_uri(storage_path: str) -> str:
+    return storage_path if "://" in storage_path else str(Path(storage_path).resolve())
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

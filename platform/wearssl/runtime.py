@@ -1,0 +1,81 @@
+"""Ray runtime: connecting to (or starting) a cluster, and the CPU plan that keeps Ray Data alive.
+
+Training workers that hold every CPU starve Ray Data's read tasks and the job hangs
+forever. Every job therefore plans its resources before it starts: training workers get
+``num_workers x cpus_per_worker`` CPUs, and ``data_cpus`` stay free for reading. A plan
+that cannot fit on the cluster it sees is refused with a message naming the keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import ray
+
+log = logging.getLogger(__name__)
+
+QUIET_ENV = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+
+
+class ResourcePlanError(ValueError):
+    """A configuration that cannot run on the cluster it sees."""
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    num_workers: int
+    cpus_per_worker: float
+    data_cpus: float
+    use_gpu: bool
+
+    @property
+    def training_cpus(self) -> float:
+        return self.num_workers * self.cpus_per_worker
+
+    @property
+    def torch_threads(self) -> int:
+        return max(1, int(self.cpus_per_worker))
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> dict:
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start a local Ray.
+
+    Returns the cluster's total resources. A no-op when Ray is already initialised.
+    """
+    if not ray.is_initialized():
+        target = address or os.environ.get("RAY_ADDRESS")
+        if target:
+            ray.init(address=target, log_to_driver=True)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    return ray.cluster_resources()
+
+
+def plan_resources(
+    num_workers: int,
+    cpus_per_worker: float,
+    data_cpus: float,
+    use_gpu: bool,
+    cluster: dict[str, float],
+    key_prefix: str = "runtime.",
+) -> ResourcePlan:
+    """Check that training workers plus the data reserve fit the cluster; refuse clearly if not."""
+    plan = ResourcePlan(num_workers, cpus_per_worker, data_cpus, use_gpu)
+    total_cpus = float(cluster.get("CPU", 0.0))
+    needed = plan.training_cpus + data_cpus
+    if needed > total_cpus + 1e-9:
+        raise ResourcePlanError(
+            f"{key_prefix}num_workers={num_workers} x {key_prefix}cpus_per_worker={cpus_per_worker} "
+            f"+ {key_prefix}data_cpus={data_cpus} = {needed:g} CPUs, but the cluster has "
+            f"{total_cpus:g}. Ray Data needs CPUs the training workers do not hold; use "
+            f"fewer workers or fractional {key_prefix}cpus_per_worker (e.g. "
+            f"{max(total_cpus - data_cpus, 0) / num_workers:g})."
+        )
+    if use_gpu and float(cluster.get("GPU", 0.0)) < num_workers:
+        raise ResourcePlanError(
+            f"{key_prefix}use_gpu with {key_prefix}num_workers={num_workers} needs "
+            f"{num_workers} GPUs, the cluster has {cluster.get('GPU', 0):g}"
+        )
+    return plan
