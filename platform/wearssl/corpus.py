@@ -207,7 +207,10 @@ def write_day(
     subject = table["subject"][0].as_py()
     day = table["day"][0].as_py()
     rel = day_file(subject, day)
-    atomic_write_table(fs, join(root, rel), table, compression="zstd")
+    # dictionary-encoding the window values costs size and decode time: keep it for ids only
+    atomic_write_table(
+        fs, join(root, rel), table, compression="zstd", use_dictionary=["subject", "day"]
+    )
     n_wear = int(pc.sum(table["wear"]).as_py() or 0)
     return manifest_entry(subject, day, rel, table.num_rows, n_wear, recording)
 

@@ -78,7 +78,9 @@ def write_labelled_set(path: str, labelled: LabelledSet) -> None:
             "window": pa.FixedSizeListArray.from_arrays(values, channels * length),
         }
     )
-    atomic_write_table(fs, join(root, WINDOWS_NAME), table, compression="zstd")
+    atomic_write_table(
+        fs, join(root, WINDOWS_NAME), table, compression="zstd", use_dictionary=["subject", "label"]
+    )
     info = {
         "name": labelled.name,
         "window_seconds": labelled.window_seconds,

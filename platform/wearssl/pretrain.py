@@ -33,7 +33,7 @@ from ray.train.torch import TorchTrainer
 from wearssl import corpus, epochs, runtime, tracking
 from wearssl.config import flatten
 from wearssl.config.pretrain import PretrainConfig
-from wearssl.model import harnet, save_checkpoint
+from wearssl.model import TASK_HEADS, harnet, save_checkpoint
 from wearssl.transforms import pretext_step
 
 log = logging.getLogger(__name__)
@@ -214,6 +214,9 @@ def train_loop(config: dict) -> None:
     torch.manual_seed(config["seed"] + rank)
 
     model = harnet(config["window_seconds"]).to(device)
+    for task, head in TASK_HEADS.items():
+        if task not in config["tasks"]:
+            getattr(model, head).requires_grad_(False)  # DDP would wait for its gradients
     optimizer = torch.optim.Adam(model.parameters(), lr=config["base_lr"])
     state = _restore(model, optimizer, ray.train.get_checkpoint())
     ddp_model = ray.train.torch.prepare_model(model) if world > 1 else model

@@ -33,6 +33,8 @@ def sample_window_indices(
         raise ValueError(f"std must be one value per window, got shape {std.shape}")
     if np.any(~np.isfinite(std)) or np.any(std < 0):
         raise ValueError("std must be finite and non-negative")
+    if eligible is not None and len(eligible) != len(std):
+        raise ValueError(f"eligible has {len(eligible)} flags for {len(std)} windows")
     candidates = np.arange(len(std)) if eligible is None else np.flatnonzero(eligible)
     weights = std[candidates] if weighted else np.ones(len(candidates))
     u = rng.random(len(candidates))

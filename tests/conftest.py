@@ -1,0 +1,59 @@
+"""Shared fixtures: one local Ray for the whole session, the real data folder, tmp stores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import ray
+
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+LOCAL_RAY_CPUS = 2
+
+
+@pytest.fixture
+def ray_local() -> None:
+    """A local 2-CPU Ray, started once and shared; restarted if a multi-node test shut it down."""
+    if not ray.is_initialized():
+        ray.init(num_cpus=LOCAL_RAY_CPUS, include_dashboard=False, log_to_driver=False)
+    yield
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (only present in development and CI)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def sqlite_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An isolated MLflow store (SQLite + artifact folder) for one test."""
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    (tmp_path / "mlruns").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+@pytest.fixture(scope="session")
+def synthetic_corpus(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """6 synthetic subjects x 1 day (seed 0 puts subject 5 in the test split)."""
+    from wearssl.synthetic import write_synthetic_corpus
+
+    out = tmp_path_factory.mktemp("corpus") / "synthetic"
+    write_synthetic_corpus(str(out), n_subjects=6, n_days=1, seed=0, progress=False)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real MLflow server on 127.0.0.1 (SQLite backend, proxied artifacts), one per session."""
+    from wearssl.server import start_tracking_server
+
+    with start_tracking_server(tmp_path_factory.mktemp("mlflow-server"), timeout_s=180) as server:
+        yield server

@@ -1,0 +1,123 @@
+"""Pre-training: schedule, epoch plans, resource plan, and a real run on Ray Train + MLflow."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from wearssl import corpus, epochs
+from wearssl.config import ConfigError, load_config
+from wearssl.config.pretrain import PretrainConfig
+from wearssl.model import harnet, load_checkpoint
+from wearssl.pretrain import lr_at, run_pretraining, scaled_peak_lr
+from wearssl.runtime import ResourcePlanError, plan_resources
+
+
+def test_warmup_reaches_peak_and_never_grows_beyond():
+    lrs = [lr_at(step, 1e-3, 1e-2, warmup_steps=100) for step in range(0, 1000, 10)]
+    assert lrs[0] == pytest.approx(1e-3)
+    assert all(b >= a for a, b in zip(lrs, lrs[1:]))
+    assert max(lrs) == pytest.approx(1e-2)
+    assert lrs[-1] == pytest.approx(1e-2)
+
+
+def test_paper_batch_scales_lr_linearly():
+    cfg = load_config(PretrainConfig, "configs/pretrain/paper.yaml")
+    assert cfg.global_batch == 6000
+    assert scaled_peak_lr(cfg) == pytest.approx(1e-3 * 6000 / 512)
+    small = load_config(PretrainConfig, None, ["sampling.windows_per_subject=32"])
+    assert scaled_peak_lr(small) == pytest.approx(small.optim.lr)
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="optim.lr"):
+        load_config(PretrainConfig, None, ["optim.lr=-1"])
+    with pytest.raises(ConfigError, match="unknown key 'sampling.weigthed'"):
+        load_config(PretrainConfig, None, ["sampling.weigthed=false"])
+    with pytest.raises(ConfigError, match="tasks"):
+        load_config(PretrainConfig, None, ["tasks=[aot, reverse]"])
+    with pytest.raises(ConfigError, match="window_seconds"):
+        load_config(PretrainConfig, None, ["window_seconds=7"])
+
+
+def test_epoch_plan_visits_every_subject_once_and_is_seeded(synthetic_corpus):
+    days = epochs.subject_days(corpus.read_manifest(synthetic_corpus), "train")
+    first = epochs.epoch_plan(days, seed=1, epoch=0)
+    files = [item["file"] for item in first]
+    subjects = [f.split("/")[1] for f in files]
+    assert sorted(subjects) == sorted(days)
+    assert first == epochs.epoch_plan(days, seed=1, epoch=0)
+    assert first != epochs.epoch_plan(days, seed=1, epoch=1)
+
+
+def test_drawn_windows_follow_the_wear_flag_and_count(synthetic_corpus):
+    manifest = corpus.read_manifest(synthetic_corpus)
+    days = epochs.subject_days(manifest, "train")
+    item = epochs.epoch_plan(days, seed=0, epoch=0)[0]
+    windows = epochs.draw_windows(synthetic_corpus, item, 200, weighted=True)
+    assert windows.shape == (200, 3, corpus.WINDOW_SAMPLES)
+    table = corpus.read_day(synthetic_corpus, item)
+    stored = corpus.decode_windows(table["window"])
+    worn = stored[table["wear"].to_numpy(zero_copy_only=False)]
+    worn_keys = {w.tobytes() for w in worn.astype(np.float16)}
+    assert all(w.tobytes() in worn_keys for w in windows)
+    assert len({w.tobytes() for w in windows}) == 200
+
+
+def test_resource_plan_refuses_workers_that_starve_ray_data():
+    with pytest.raises(ResourcePlanError, match="runtime.num_workers=2"):
+        plan_resources(2, 1.0, 1.0, False, {"CPU": 2.0})
+    plan = plan_resources(2, 0.5, 1.0, False, {"CPU": 2.0})
+    assert plan.training_cpus + plan.data_cpus <= 2.0
+    with pytest.raises(ResourcePlanError, match="GPU"):
+        plan_resources(1, 1.0, 1.0, True, {"CPU": 8.0})
+
+
+@pytest.mark.slow
+def test_two_worker_run_logs_every_epoch_once_and_registers_the_model(
+    ray_local, synthetic_corpus, sqlite_tracking, tmp_path
+):
+    epochs_wanted = 2
+    cfg = load_config(
+        PretrainConfig,
+        None,
+        [
+            "name=e2e",
+            f"corpus={synthetic_corpus}",
+            f"runtime.storage_path={tmp_path / 'runs'}",
+            "runtime.num_workers=2",
+            "runtime.cpus_per_worker=0.5",
+            "runtime.data_cpus=1",
+            f"optim.epochs={epochs_wanted}",
+            "optim.max_steps_per_epoch=2",
+            "optim.warmup_epochs=1",
+            "sampling.windows_per_subject=16",
+            "sampling.subjects_per_batch=2",
+            "sampling.shuffle_buffer=32",
+            "eval.windows_per_subject=16",
+            "tracking.registered_model=e2e-model",
+        ],
+    )
+    result = run_pretraining(cfg)
+    client = MlflowClient(tracking_uri=sqlite_tracking)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["corpus_manifest_hash"] == corpus.manifest_hash(
+        corpus.read_manifest(synthetic_corpus)
+    )
+    assert run.data.tags["workers"] == "2"
+    assert run.data.params["sampling.windows_per_subject"] == "16"
+    for key in ("train_loss", "val_loss", "val_acc_aot", "val_acc_permute", "windows_per_s", "lr"):
+        steps = [m.step for m in client.get_metric_history(result.run_id, key)]
+        assert sorted(steps) == list(range(epochs_wanted)), key
+    assert all(math.isfinite(v) for v in result.metrics.values())
+    versions = client.search_model_versions("name='e2e-model'")
+    assert [v.run_id for v in versions] == [result.run_id]
+    state = load_checkpoint(result.checkpoint_path.rstrip("/") + "/harnet.pt")
+    loaded = harnet(10, pretrained=result.checkpoint_path.rstrip("/") + "/harnet.pt")
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, state["state_dict"][key]), key
