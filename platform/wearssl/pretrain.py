@@ -219,6 +219,8 @@ def train_loop(config: dict) -> None:
             getattr(model, head).requires_grad_(False)  # DDP would wait for its gradients
     optimizer = torch.optim.Adam(model.parameters(), lr=config["base_lr"])
     state = _restore(model, optimizer, ray.train.get_checkpoint())
+    if rank == 0 and state["epoch"] >= 0:
+        print(f"resuming after epoch {state['epoch'] + 1} from the latest checkpoint", flush=True)
     ddp_model = ray.train.torch.prepare_model(model) if world > 1 else model
 
     logger = None

@@ -1,0 +1,74 @@
+"""A pre-training job killed mid-run and started again continues where it stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+REPO = Path(__file__).resolve().parents[1]
+EPOCHS = 3
+
+
+def _job(name: str, corpus: str, runs: Path, uri: str) -> subprocess.Popen:
+    overrides = [
+        f"name={name}",
+        f"corpus={corpus}",
+        f"runtime.storage_path={runs}",
+        f"tracking.tracking_uri={uri}",
+        "tracking.registered_model=null",
+        f"optim.epochs={EPOCHS}",
+        "optim.max_steps_per_epoch=2",
+        "optim.warmup_epochs=1",
+        "sampling.windows_per_subject=16",
+        "sampling.subjects_per_batch=2",
+        "eval.windows_per_subject=16",
+    ]
+    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "jobs" / "pretrain.py"), *overrides],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _checkpoints(run_dir: Path) -> list[Path]:
+    return sorted(run_dir.glob("checkpoint_*")) if run_dir.is_dir() else []
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_at_next_epoch_and_logs_each_epoch_once(synthetic_corpus, tmp_path):
+    runs = tmp_path / "runs"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = _job("resume", synthetic_corpus, runs, uri)
+    deadline = time.monotonic() + 600
+    while not _checkpoints(runs / "resume") and time.monotonic() < deadline:
+        assert first.poll() is None, first.stdout.read()
+        time.sleep(1)
+    time.sleep(2)  # let rank 0 log the epoch it just checkpointed
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    killed_at = len(_checkpoints(runs / "resume"))
+    assert 1 <= killed_at < EPOCHS
+
+    second = _job("resume", synthetic_corpus, runs, uri)
+    output, _ = second.communicate(timeout=900)
+    assert second.returncode == 0, output[-3000:]
+    assert "resuming after epoch" in output
+
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs(client.get_experiment_by_name("wearssl-pretrain").experiment_id)
+    assert run.info.status == "FINISHED"
+    for key in ("train_loss", "val_loss", "val_acc_aot", "windows_per_s"):
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+        assert steps == list(range(EPOCHS)), (key, steps)
