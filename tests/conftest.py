@@ -27,7 +27,9 @@ def ray_local() -> None:
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is absent (only present in development and CI)")
+        pytest.skip(
+            f"real data folder {SHARED_DATA} is absent (only present in development and CI)"
+        )
     return SHARED_DATA
 
 

@@ -20,7 +20,7 @@ from wearssl.runtime import ResourcePlanError, plan_resources
 def test_warmup_reaches_peak_and_never_grows_beyond():
     lrs = [lr_at(step, 1e-3, 1e-2, warmup_steps=100) for step in range(0, 1000, 10)]
     assert lrs[0] == pytest.approx(1e-3)
-    assert all(b >= a for a, b in zip(lrs, lrs[1:]))
+    assert all(b >= a for a, b in zip(lrs, lrs[1:], strict=False))
     assert max(lrs) == pytest.approx(1e-2)
     assert lrs[-1] == pytest.approx(1e-2)
 

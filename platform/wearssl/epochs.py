@@ -74,9 +74,7 @@ def epoch_plan(days: dict[str, list[SubjectDay]], seed: int, epoch: int) -> list
     return plan
 
 
-def draw_windows(
-    root: str, item: dict, windows_per_subject: int, weighted: bool
-) -> np.ndarray:
+def draw_windows(root: str, item: dict, windows_per_subject: int, weighted: bool) -> np.ndarray:
     """Read one subject-day and return its sampled windows, ``(k, 3, L)`` in storage precision."""
     table = corpus.read_day(root, item)
     wear = table["wear"].to_numpy(zero_copy_only=False)
@@ -94,7 +92,8 @@ def draw_windows(
 def _draw_batch(
     batch: dict[str, np.ndarray], root: str, windows_per_subject: int, weighted: bool
 ) -> dict[str, np.ndarray]:
-    """Ray Data batch function: planned subject-days -> their sampled windows."""
+    """Ray Data batch function: planned subject-days -> their sampled windows, each row
+    tagged with the node that read it (so a run can report where its I/O happened)."""
     drawn = [
         draw_windows(
             root,
@@ -109,7 +108,9 @@ def _draw_batch(
         )
         for i in range(len(batch["file"]))
     ]
-    return {"window": np.concatenate(drawn)}
+    windows = np.concatenate(drawn)
+    node = ray.get_runtime_context().get_node_id()
+    return {"window": windows, "node": np.full(len(windows), node, dtype=object)}
 
 
 def epoch_dataset(

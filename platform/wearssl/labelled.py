@@ -58,12 +58,13 @@ class LabelledSet:
 
 
 def write_labelled_set(path: str, labelled: LabelledSet) -> None:
-    """Write a labelled set atomically (windows first, then the info file that marks it complete)."""
+    """Write a labelled set atomically (windows first, then the info file marking it complete)."""
     n, channels, length = labelled.windows.shape
     if channels != CHANNELS or length != labelled.window_samples:
         raise ValueError(
             f"labelled set {labelled.name}: windows have shape {(channels, length)}, "
-            f"expected {(CHANNELS, labelled.window_samples)} for {labelled.window_seconds}-s windows"
+            f"expected {(CHANNELS, labelled.window_samples)} "
+            f"for {labelled.window_seconds}-s windows"
         )
     if not (len(labelled.labels) == len(labelled.subjects) == len(labelled.times_ms) == n):
         raise ValueError(f"labelled set {labelled.name}: columns have different lengths")

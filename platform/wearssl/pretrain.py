@@ -11,6 +11,7 @@ a checkpoint, so a resumed run logs each epoch exactly once.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import tempfile
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
 MODEL_FILE = "harnet.pt"
 RUN_RECORD = "mlflow_run.json"
+UNLOGGED_FILE = "unlogged_metrics.json"
 EXPERIMENT = "pretrain"
 
 
@@ -116,6 +118,14 @@ def _allreduce(values: list[float], device: torch.device) -> list[float]:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(tensor)
     return tensor.tolist()
+
+
+def _gather_sets(values: set[str]) -> set[str]:
+    if not (dist.is_available() and dist.is_initialized()):
+        return set(values)
+    gathered: list[set[str] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, values)
+    return set().union(*gathered)
 
 
 def evaluate_heldout(
@@ -229,6 +239,7 @@ def train_loop(config: dict) -> None:
         _log_history(logger, state["history"])
 
     heldout = ray.get(config["heldout"])[rank::world]
+    worker_nodes = len(_gather_sets({ray.get_runtime_context().get_node_id()}))
     warmup_steps = config["warmup_epochs"] * config["steps_per_epoch"]
     tasks = config["tasks"]
     for epoch in range(state["epoch"] + 1, config["epochs"]):
@@ -237,18 +248,21 @@ def train_loop(config: dict) -> None:
         )
         started, seen, train_loss, steps = time.perf_counter(), 0, 0.0, 0
         train_hits = dict.fromkeys(tasks, 0)
+        read_nodes: set[str] = set()
         shard = _epoch_shard(config, epoch, rank, world)
-        for batch in shard.iter_torch_batches(
+        for batch in shard.iter_batches(
             batch_size=config["worker_batch"],
+            batch_format="numpy",
             drop_last=True,
             local_shuffle_buffer_size=config["shuffle_buffer"] or None,
             local_shuffle_seed=config["seed"] + epoch if config["shuffle_buffer"] else None,
-            device=device,
+            prefetch_batches=2,
         ):
+            read_nodes.update(batch["node"].tolist())
             lr = lr_at(state["step"], config["base_lr"], config["peak_lr"], warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x = batch["window"].float()
+            x = torch.from_numpy(batch["window"]).to(device, non_blocking=True).float()
             loss, hits = pretext_loss(ddp_model, x, tasks, generator, config["augment"], autocast)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -263,13 +277,17 @@ def train_loop(config: dict) -> None:
                 break
         elapsed = time.perf_counter() - started
         reduced = _allreduce([seen, train_loss, steps, *train_hits.values()], device)
+        n_seen = max(reduced[0], 1)
+        all_nodes = _gather_sets(read_nodes)
         metrics = {
             "train_loss": reduced[1] / max(reduced[2], 1),
-            **{f"train_acc_{t}": h / max(reduced[0], 1) for t, h in zip(tasks, reduced[3:])},
+            **{f"train_acc_{t}": h / n_seen for t, h in zip(tasks, reduced[3:], strict=True)},
             **evaluate_heldout(
                 model, heldout, tasks, config["eval_batch"], device, config["seed"], autocast
             ),
             "windows_per_s": reduced[0] / elapsed,
+            "read_nodes": len(all_nodes),
+            "worker_nodes": worker_nodes,
             "lr": lr_at(state["step"], config["base_lr"], config["peak_lr"], warmup_steps),
             "epoch_seconds": elapsed,
         }
@@ -278,7 +296,9 @@ def train_loop(config: dict) -> None:
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         state["epoch"] = epoch
         state["history"].append({"epoch": epoch, **metrics})
-        _report({"epoch": epoch, **metrics}, state, model, optimizer, config["window_seconds"], rank)
+        _report(
+            {"epoch": epoch, **metrics}, state, model, optimizer, config["window_seconds"], rank
+        )
         _log_history(logger, state["history"][-1:])
         if rank == 0:
             print(
@@ -292,7 +312,30 @@ def train_loop(config: dict) -> None:
             break
     if logger is not None and logger.pending:
         logger.flush()
-        print(logger.unlogged_report(), flush=True)
+        _keep_unlogged(config["run_dir"], logger.pending)
+
+
+def _keep_unlogged(run_dir: str, pending: list[tuple[str, float, int]]) -> None:
+    """Persist metric values the tracking store refused, for the driver to retry and report."""
+    fs, path = corpus.resolve(run_dir)
+    corpus.atomic_write_bytes(fs, corpus.join(path, UNLOGGED_FILE), json.dumps(pending).encode())
+
+
+def _retry_unlogged(run_dir: str, run_id: str, uri: str) -> str:
+    """Log what the workers could not; returns a report of what still failed ("" if none)."""
+    fs, path = corpus.resolve(run_dir)
+    record = corpus.join(path, UNLOGGED_FILE)
+    if not corpus.exists(fs, record):
+        return ""
+    with fs.open_input_stream(record) as f:
+        pending = [tuple(item) for item in json.loads(f.read())]
+    logger = tracking.ResilientLogger(run_id, uri, pending=pending)
+    logger.flush()
+    if logger.pending:
+        corpus.atomic_write_bytes(fs, record, json.dumps(logger.pending).encode())
+        return logger.unlogged_report()
+    fs.delete_file(record)
+    return ""
 
 
 # ---------------------------------------------------------------- driver
@@ -318,15 +361,18 @@ def ensure_corpus(cfg: PretrainConfig) -> str:
     return out
 
 
+def _run_dir(cfg: PretrainConfig) -> str:
+    """Where Ray Train keeps this run (checkpoints) and we keep its bookkeeping files."""
+    return corpus.join(_storage_uri(cfg.runtime.storage_path), cfg.name)
+
+
 def _run_record_path(cfg: PretrainConfig) -> tuple[Any, str]:
-    fs, root = corpus.resolve(cfg.runtime.storage_path)
-    return fs, corpus.join(root, cfg.name, RUN_RECORD)
+    fs, run_dir = corpus.resolve(_run_dir(cfg))
+    return fs, corpus.join(run_dir, RUN_RECORD)
 
 
 def mlflow_run_for(cfg: PretrainConfig, uri: str, tags: dict[str, str]) -> str:
     """The MLflow run of this pre-training: the one a previous attempt recorded, or a new one."""
-    import json
-
     fs, record = _run_record_path(cfg)
     client = mlflow.MlflowClient(tracking_uri=uri)
     if corpus.exists(fs, record):
@@ -338,10 +384,14 @@ def mlflow_run_for(cfg: PretrainConfig, uri: str, tags: dict[str, str]) -> str:
                 client.update_run(previous["run_id"], status="RUNNING")
                 return previous["run_id"]
             except mlflow.exceptions.MlflowException:
-                log.warning("recorded MLflow run %s is gone; starting a new one", previous["run_id"])
+                log.warning(
+                    "recorded MLflow run %s is gone; starting a new one", previous["run_id"]
+                )
     run = client.create_run(tracking.experiment_id(EXPERIMENT, uri), run_name=cfg.name, tags=tags)
     params = tracking.params_for_mlflow(flatten(cfg))
-    client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items()])
+    client.log_batch(
+        run.info.run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items()]
+    )
     corpus.atomic_write_bytes(
         fs, record, json.dumps({"run_id": run.info.run_id, "tracking_uri": uri}).encode()
     )
@@ -436,6 +486,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
         "eval_batch": cfg.eval.batch_size,
         "torch_threads": plan.torch_threads,
         "bf16": cfg.runtime.bf16,
+        "run_dir": _run_dir(cfg),
     }
     trainer = TorchTrainer(
         train_loop,
@@ -444,6 +495,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
             num_workers=plan.num_workers,
             use_gpu=plan.use_gpu,
             resources_per_worker={"CPU": plan.cpus_per_worker},
+            placement_strategy=cfg.runtime.placement_strategy,
         ),
         run_config=RunConfig(
             name=cfg.name,
@@ -454,8 +506,13 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     )
     result = trainer.fit()
     metrics = {k: float(v) for k, v in (result.metrics or {}).items() if _is_number(v)}
-    checkpoint_path, version = _finish_run(cfg, run_id, uri, result.checkpoint)
-    mlflow.MlflowClient(tracking_uri=uri).set_terminated(run_id, "FINISHED")
+    unlogged = _retry_unlogged(_run_dir(cfg), run_id, uri)
+    checkpoint_path, version = result.checkpoint.path if result.checkpoint else "", None
+    try:
+        checkpoint_path, version = _finish_run(cfg, run_id, uri, result.checkpoint)
+        mlflow.MlflowClient(tracking_uri=uri).set_terminated(run_id, "FINISHED")
+    except Exception as err:  # noqa: BLE001 - training is done; say what was not recorded
+        unlogged = f"{unlogged}\nfinal model, artifacts and run status not logged to {uri}: {err}"
     return PretrainResult(
         run_id=run_id,
         tracking_uri=uri,
@@ -463,7 +520,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
         metrics=metrics,
         checkpoint_path=checkpoint_path,
         registered_version=version,
-        unlogged="",
+        unlogged=unlogged.strip(),
     )
 
 

@@ -67,7 +67,8 @@ def plan_resources(
     needed = plan.training_cpus + data_cpus
     if needed > total_cpus + 1e-9:
         raise ResourcePlanError(
-            f"{key_prefix}num_workers={num_workers} x {key_prefix}cpus_per_worker={cpus_per_worker} "
+            f"{key_prefix}num_workers={num_workers} x "
+            f"{key_prefix}cpus_per_worker={cpus_per_worker} "
             f"+ {key_prefix}data_cpus={data_cpus} = {needed:g} CPUs, but the cluster has "
             f"{total_cpus:g}. Ray Data needs CPUs the training workers do not hold; use "
             f"fewer workers or fractional {key_prefix}cpus_per_worker (e.g. "

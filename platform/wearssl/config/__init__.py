@@ -1,4 +1,4 @@
-"""Validated job configurations: one pydantic schema per job, YAML files plus ``key=value`` overrides."""
+"""Validated job configurations: one pydantic schema per job, YAML plus ``key=value`` overrides."""
 
 from wearssl.config.base import ConfigError, StrictModel, flatten, load_config
 

@@ -23,7 +23,9 @@ class ConfigError(ValueError):
 class StrictModel(BaseModel):
     """Base of every config section: unknown keys are errors, values are validated on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False
+    )
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -32,12 +34,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist")
     try:
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, ValueError, RecursionError) as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping of keys, got {type(data).__name__}"
+        )
     return data
 
 
@@ -49,7 +53,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {text!r} is not of the form key=value (e.g. train.epochs=3)")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):
         value = raw
     return key.split("."), value
 
@@ -85,7 +89,7 @@ def load_config(
     path: str | Path | None = None,
     overrides: Iterable[str] = (),
 ) -> Schema:
-    """Read ``path`` (optional), apply ``key=value`` overrides in order, validate against ``schema``."""
+    """Read ``path`` (optional), apply ``key=value`` overrides in order, validate by ``schema``."""
     data = read_yaml(path) if path is not None else {}
     for text in overrides:
         keys, value = parse_override(text)

@@ -24,7 +24,9 @@ class Sampling(StrictModel):
     weighted: bool = True
     windows_per_subject: int = Field(1500, ge=1)
     subjects_per_batch: int = Field(4, ge=1)
-    shuffle_buffer: int = Field(6000, ge=0, description="windows in each worker's local shuffle buffer")
+    shuffle_buffer: int = Field(
+        6000, ge=0, description="windows in each worker's local shuffle buffer"
+    )
     read_cpus: float = Field(1.0, gt=0, description="CPUs reserved per read task")
 
 
@@ -33,7 +35,9 @@ class Optimisation(StrictModel):
     lr: float = Field(1e-3, gt=0, le=1.0, description="base learning rate at batch 512")
     lr_reference_batch: int = Field(512, ge=1)
     warmup_epochs: int = Field(5, ge=0)
-    patience: int = Field(5, ge=1, description="epochs without held-out improvement before stopping")
+    patience: int = Field(
+        5, ge=1, description="epochs without held-out improvement before stopping"
+    )
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap for quick runs")
     seed: int = 42
 
@@ -49,9 +53,14 @@ class Runtime(StrictModel):
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
-    data_cpus: float = Field(1.0, gt=0, description="CPUs kept free of training workers for Ray Data")
+    data_cpus: float = Field(
+        1.0, gt=0, description="CPUs kept free of training workers for Ray Data"
+    )
     storage_path: str = "runs"
     max_failures: int = Field(2, ge=0)
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_SPREAD"] = Field(
+        "PACK", description="PACK for multi-GPU nodes; SPREAD puts workers on different nodes"
+    )
     bf16: bool = Field(True, description="bf16 autocast on GPU workers")
 
 
