@@ -121,3 +121,29 @@ def test_two_worker_run_logs_every_epoch_once_and_registers_the_model(
     loaded = harnet(10, pretrained=result.checkpoint_path.rstrip("/") + "/harnet.pt")
     for key, value in loaded.state_dict().items():
         assert torch.equal(value, state["state_dict"][key]), key
+
+
+def test_five_second_model_sees_each_row_as_two_consecutive_windows():
+    from wearssl.pretrain import model_windows
+
+    rows = torch.arange(2 * 3 * 300, dtype=torch.float32).reshape(2, 3, 300)
+    halves = model_windows(rows, 5)
+    assert halves.shape == (4, 3, 150)
+    assert torch.equal(halves[0], rows[0, :, :150])
+    assert torch.equal(halves[1], rows[0, :, 150:])
+    assert torch.equal(halves[3], rows[1, :, 150:])
+    assert model_windows(rows, 10) is rows
+
+
+def test_subsets_are_nested_and_ratio_shortens_days(synthetic_corpus):
+    days = epochs.subject_days(corpus.read_manifest(synthetic_corpus), "train")
+    small = epochs.subset(days, 2, 1.0, seed=7)
+    large = epochs.subset(days, 4, 1.0, seed=7)
+    assert len(small) == 2 and len(large) == 4
+    assert set(small) <= set(large)
+    assert epochs.subset(days, 2, 1.0, seed=8) != small or len(days) <= 2
+    quarter = epochs.subset(days, None, 0.25, seed=7)
+    for subject, subject_days in quarter.items():
+        for part, whole in zip(subject_days, days[subject], strict=True):
+            assert part.row_start == whole.row_start
+            assert part.row_end - part.row_start == round((whole.row_end - whole.row_start) / 4)

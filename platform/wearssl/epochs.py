@@ -54,6 +54,30 @@ def subject_days(manifest: pa.Table, split: str) -> dict[str, list[SubjectDay]]:
     return days
 
 
+def subset(
+    days: dict[str, list[SubjectDay]], subjects: int | None, data_ratio: float, seed: int
+) -> dict[str, list[SubjectDay]]:
+    """Keep ``subjects`` subjects and the first ``data_ratio`` of each day's windows.
+
+    Subjects are ranked by a seeded hash, so for one seed a smaller subset is always
+    contained in a larger one (the 100 subjects are among the 1,000)."""
+    ranked = sorted(days, key=lambda subject: _stable_seed("subset", seed, subject))
+    kept = ranked if subjects is None else ranked[:subjects]
+    return {
+        subject: [
+            SubjectDay(
+                d.subject,
+                d.day,
+                d.file,
+                d.row_start,
+                d.row_start + max(1, round((d.row_end - d.row_start) * data_ratio)),
+            )
+            for d in days[subject]
+        ]
+        for subject in sorted(kept)
+    }
+
+
 def epoch_plan(days: dict[str, list[SubjectDay]], seed: int, epoch: int) -> list[dict]:
     """The epoch's read tasks: every subject once, shuffled, one random day each, own seed."""
     rng = np.random.default_rng(_stable_seed("epoch", seed, epoch))

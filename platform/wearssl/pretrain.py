@@ -43,7 +43,6 @@ STATE_FILE = "state.pt"
 MODEL_FILE = "harnet.pt"
 RUN_RECORD = "mlflow_run.json"
 UNLOGGED_FILE = "unlogged_metrics.json"
-EXPERIMENT = "pretrain"
 
 
 @dataclass
@@ -96,6 +95,17 @@ def steps_per_epoch(cfg: PretrainConfig, n_train_subjects: int) -> int:
 # ---------------------------------------------------------------- one step
 
 
+def model_windows(rows: torch.Tensor, window_seconds: int) -> torch.Tensor:
+    """Corpus rows (10-s windows) -> the model's windows: a 5-s model sees each row as two
+    consecutive windows, ``(B, 3, 300) -> (2B, 3, 150)``."""
+    parts = corpus.WINDOW_SECONDS // window_seconds
+    if parts == 1:
+        return rows
+    batch, channels, length = rows.shape
+    split = rows.reshape(batch, channels, parts, length // parts).transpose(1, 2)
+    return split.reshape(batch * parts, channels, length // parts)
+
+
 def pretext_loss(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -136,6 +146,7 @@ def evaluate_heldout(
     device: torch.device,
     seed: int,
     autocast: bool,
+    window_seconds: int,
 ) -> dict[str, float]:
     """Loss and per-task accuracy on this worker's share of the held-out windows, all-reduced.
 
@@ -145,7 +156,8 @@ def evaluate_heldout(
     loss_sum, hit_sums, count = 0.0, dict.fromkeys(tasks, 0.0), 0.0
     with torch.no_grad():
         for start in range(0, len(windows), batch_size):
-            x = torch.from_numpy(windows[start : start + batch_size]).to(device).float()
+            rows = torch.from_numpy(windows[start : start + batch_size]).to(device).float()
+            x = model_windows(rows, window_seconds)
             loss, hits = pretext_loss(model, x, tasks, generator, False, autocast)
             loss_sum += float(loss) * len(x)
             count += len(x)
@@ -262,7 +274,8 @@ def train_loop(config: dict) -> None:
             lr = lr_at(state["step"], config["base_lr"], config["peak_lr"], warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x = torch.from_numpy(batch["window"]).to(device, non_blocking=True).float()
+            rows = torch.from_numpy(batch["window"]).to(device, non_blocking=True).float()
+            x = model_windows(rows, config["window_seconds"])
             loss, hits = pretext_loss(ddp_model, x, tasks, generator, config["augment"], autocast)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -283,7 +296,14 @@ def train_loop(config: dict) -> None:
             "train_loss": reduced[1] / max(reduced[2], 1),
             **{f"train_acc_{t}": h / n_seen for t, h in zip(tasks, reduced[3:], strict=True)},
             **evaluate_heldout(
-                model, heldout, tasks, config["eval_batch"], device, config["seed"], autocast
+                model,
+                heldout,
+                tasks,
+                config["eval_batch"],
+                device,
+                config["seed"],
+                autocast,
+                config["window_seconds"],
             ),
             "windows_per_s": reduced[0] / elapsed,
             "read_nodes": len(all_nodes),
@@ -387,7 +407,10 @@ def mlflow_run_for(cfg: PretrainConfig, uri: str, tags: dict[str, str]) -> str:
                 log.warning(
                     "recorded MLflow run %s is gone; starting a new one", previous["run_id"]
                 )
-    run = client.create_run(tracking.experiment_id(EXPERIMENT, uri), run_name=cfg.name, tags=tags)
+    if cfg.tracking.parent_run_id:
+        tags = {**tags, "mlflow.parentRunId": cfg.tracking.parent_run_id}
+    experiment = tracking.experiment_id(cfg.tracking.experiment, uri)
+    run = client.create_run(experiment, run_name=cfg.name, tags=tags)
     params = tracking.params_for_mlflow(flatten(cfg))
     client.log_batch(
         run.info.run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items()]
@@ -439,7 +462,12 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     )
     root = ensure_corpus(cfg)
     manifest = corpus.read_manifest(root)
-    train_days = epochs.subject_days(manifest, "train")
+    train_days = epochs.subset(
+        epochs.subject_days(manifest, "train"),
+        cfg.subset.subjects,
+        cfg.subset.data_ratio,
+        cfg.subset.seed,
+    )
     test_days = epochs.subject_days(manifest, "test")
     if not train_days or not test_days:
         raise ValueError(

@@ -20,6 +20,14 @@ class SyntheticCorpus(StrictModel):
     out: str = "data/synthetic"
 
 
+class Subset(StrictModel):
+    """A reproducible, nested part of the corpus, for the data-scaling ablations."""
+
+    subjects: int | None = Field(None, ge=1, description="training subjects kept; None = all")
+    data_ratio: float = Field(1.0, gt=0, le=1.0, description="share of each subject-day kept")
+    seed: int = 0
+
+
 class Sampling(StrictModel):
     weighted: bool = True
     windows_per_subject: int = Field(1500, ge=1)
@@ -67,16 +75,21 @@ class Runtime(StrictModel):
 class Tracking(StrictModel):
     tracking_uri: str | None = None
     registered_model: str | None = "harnet-ssl"
+    experiment: str = Field("pretrain", min_length=1, description="job kind of the experiment")
+    parent_run_id: str | None = Field(None, description="nest the run under a sweep's run")
 
 
 class PretrainConfig(StrictModel):
     name: str = Field("quickstart", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     corpus: str | None = Field(None, description="corpus root; None generates a synthetic one")
     synthetic: SyntheticCorpus = SyntheticCorpus()
-    window_seconds: Literal[10] = 10
+    window_seconds: Literal[5, 10] = Field(
+        10, description="10-s corpus rows feed 10-s models, or two 5-s windows each"
+    )
     tasks: list[TaskName] = ["aot", "permute", "time_warp"]
     augment: bool = True
     sampling: Sampling = Sampling()
+    subset: Subset = Subset()
     optim: Optimisation = Optimisation()
     eval: Evaluation = Evaluation()
     runtime: Runtime = Runtime()
