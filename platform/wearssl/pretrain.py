@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -230,6 +231,7 @@ def train_loop(config: dict) -> None:
     """Ray Train worker: streamed epochs, DDP, pretext loss, held-out eval, checkpoints."""
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
+    os.environ.update(config["mlflow_env"])
     torch.set_num_threads(config["torch_threads"])
     device = ray.train.torch.get_device()
     autocast = device.type == "cuda" and config["bf16"]
@@ -515,6 +517,8 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
         "torch_threads": plan.torch_threads,
         "bf16": cfg.runtime.bf16,
         "run_dir": _run_dir(cfg),
+        # the driver's MLflow client settings (timeouts, retries, credentials) hold on workers too
+        "mlflow_env": {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")},
     }
     trainer = TorchTrainer(
         train_loop,

@@ -1,0 +1,70 @@
+"""Pre-training against a real MLflow server that goes away mid-run: training completes,
+and what could not be logged is reported at the end."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from wearssl.config import load_config
+from wearssl.config.pretrain import PretrainConfig
+from wearssl.pretrain import run_pretraining
+from wearssl.server import start_tracking_server
+
+EPOCHS = 3
+
+
+@pytest.mark.slow
+def test_training_survives_an_unreachable_tracking_server(
+    ray_local, synthetic_corpus, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    with start_tracking_server(tmp_path / "server", timeout_s=180) as server:
+        cfg = load_config(
+            PretrainConfig,
+            None,
+            [
+                "name=outage",
+                f"corpus={synthetic_corpus}",
+                f"runtime.storage_path={tmp_path / 'runs'}",
+                f"tracking.tracking_uri={server.uri}",
+                "tracking.registered_model=null",
+                f"optim.epochs={EPOCHS}",
+                "optim.max_steps_per_epoch=2",
+                "sampling.windows_per_subject=16",
+                "sampling.subjects_per_batch=2",
+                "eval.windows_per_subject=16",
+            ],
+        )
+        outcome: dict = {}
+        thread = threading.Thread(target=lambda: outcome.update(result=run_pretraining(cfg)))
+        thread.start()
+        run_dir = Path(tmp_path / "runs" / "outage")
+        deadline = time.monotonic() + 600
+        while not list(run_dir.glob("checkpoint_*")) and time.monotonic() < deadline:
+            assert thread.is_alive()
+            time.sleep(0.5)
+        time.sleep(2)
+        run_id = next(
+            iter(
+                MlflowClient(server.uri).search_runs(
+                    [
+                        MlflowClient(server.uri)
+                        .get_experiment_by_name("wearssl-pretrain")
+                        .experiment_id
+                    ]
+                )
+            )
+        ).info.run_id
+        server.stop()
+        thread.join(timeout=900)
+    result = outcome["result"]
+    assert result.epochs_completed == EPOCHS
+    assert result.run_id == run_id
+    assert "could not be logged" in result.unlogged
+    assert "val_loss" in result.unlogged
