@@ -147,7 +147,11 @@ def encode_windows(windows: np.ndarray, window_format: WindowFormat) -> pa.Fixed
         flat = np.clip(np.rint(windows * MILLI_G), -32768, 32767).astype(np.int16)
     else:
         flat = windows.astype(window_format.value)
-    values = pa.array(flat.reshape(-1), type=_ARROW_VALUE_TYPE[window_format])
+    if window_format is WindowFormat.FLOAT16:
+        # converting through uint16 skips a slow first-call path for float16 in pyarrow
+        values = pa.array(flat.reshape(-1).view(np.uint16)).view(pa.float16())
+    else:
+        values = pa.array(flat.reshape(-1), type=_ARROW_VALUE_TYPE[window_format])
     return pa.FixedSizeListArray.from_arrays(values, channels * length)
 
 

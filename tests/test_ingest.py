@@ -1,0 +1,399 @@
+"""Preprocessing (pure functions) and the Ray ingest of recordings into the corpus:
+window counts, wear flags, quarantine, resuming after a kill, merging a subject's days."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import ray
+
+from wearssl import corpus
+from wearssl.devices import ReadOptions, read_recording, recording_format
+from wearssl.ingest import (
+    EXIT_OK,
+    EXIT_QUARANTINED,
+    QUARANTINE_NAME,
+    IngestOptions,
+    ingest_recordings,
+)
+from wearssl.preprocess import (
+    NS_PER_SECOND,
+    PreprocessOptions,
+    bin_statistics,
+    fit_calibration,
+    nonwear_intervals,
+    overlaps,
+    preprocess,
+    split_days,
+    window_starts,
+)
+from wearssl.privacy import pseudonymise
+
+REPO = Path(__file__).resolve().parents[1]
+DEVICES = REPO.parent / "shared" / "data" / "devices"
+JOB = REPO / "jobs" / "ingest.py"
+NS = NS_PER_SECOND
+MINUTE = 60 * NS
+START = "2024-01-01T12:00:00"
+START_NS = int(np.datetime64(START, "ns").astype(np.int64))
+LAST_SAMPLE_OFFSET_NS = round(299 * NS / 30)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pseudonym_key():
+    saved = os.environ.get("WEARSSL_PSEUDONYM_KEY")
+    os.environ["WEARSSL_PSEUDONYM_KEY"] = "test-ingest-key"
+    yield
+    if saved is None:
+        del os.environ["WEARSSL_PSEUDONYM_KEY"]
+    else:
+        os.environ["WEARSSL_PSEUDONYM_KEY"] = saved
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")  # slow, shared CI machines
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def expected_windows(first_ns: int, last_ns: int) -> int:
+    """10-s clock-aligned windows whose 300 samples all lie within [first, last + 1 ms]."""
+    window = 10 * NS
+    first_index = -(-first_ns // window)
+    last_index = (last_ns + 1_000_000 - LAST_SAMPLE_OFFSET_NS) // window
+    return max(0, last_index - first_index + 1)
+
+
+def moving_signal(n: int, rate: float, seed: int) -> np.ndarray:
+    """Wrist-like samples in g: gravity on z plus movement well above the still threshold."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / rate
+    xyz = rng.normal(0, 0.05, (n, 3))
+    xyz[:, 0] += 0.3 * np.sin(2 * np.pi * 1.7 * t)
+    xyz[:, 2] += 1.0
+    return xyz.astype(np.float32)
+
+
+def write_npy(path: Path, seconds: float, rate: float, seed: int = 0) -> None:
+    np.save(path, moving_signal(int(seconds * rate), rate, seed))
+
+
+def write_npz(path: Path, start_ns: int, seconds: float, rate: float, seed: int) -> None:
+    n = int(seconds * rate)
+    times_ms = (start_ns + np.rint(np.arange(n) * NS / rate).astype(np.int64)) // 1_000_000
+    np.savez(path, xyz=moving_signal(n, rate, seed), times_ms=times_ms)
+
+
+def day_rows(root: Path, manifest: pa.Table) -> dict[tuple[str, str], pa.Table]:
+    return {(e["subject"], e["day"]): corpus.read_day(str(root), e) for e in manifest.to_pylist()}
+
+
+def quiet(**kwargs) -> IngestOptions:
+    return IngestOptions(progress=False, verbose=False, **kwargs)
+
+
+def run_job(args: list[str], address: str, **popen) -> subprocess.Popen:
+    env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1")
+    return subprocess.Popen(
+        [sys.executable, str(JOB), *args, "--address", address, "--no-progress"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
+
+
+# ---------------------------------------------------------------- preprocessing
+
+
+def test_window_starts_clock_and_start_alignment():
+    times = START_NS + np.arange(int(3.5 * 100), 6000) * 10_000_000  # 12:00:03.5 to 12:00:59.99
+    clock = (window_starts(times, 10) - START_NS) / NS
+    np.testing.assert_array_equal(clock, [10, 20, 30, 40, 50])
+    start = (window_starts(times, 10, align="start") - START_NS) / NS
+    np.testing.assert_allclose(start, [3.5, 13.5, 23.5, 33.5, 43.5])
+    assert len(window_starts(times[:900], 10)) == 0  # 3.5 s to 8.99 s: no whole window
+
+
+def test_overlaps_with_intervals():
+    starts = np.array([0, 10, 20, 30, 40])
+    intervals = np.array([[5, 12], [35, 36]])
+    np.testing.assert_array_equal(overlaps(starts, 10, intervals), [True, True, False, True, False])
+    assert not overlaps(starts, 10, np.empty((0, 2), np.int64)).any()
+
+
+def test_nonwear_is_a_still_run_longer_than_the_patience():
+    rate = 30
+    moving = moving_signal(60 * 60 * rate, rate, 0)
+    still = np.tile([0.0, 0.0, 1.0], (100 * 60 * rate, 1)).astype(np.float32)
+    still += np.random.default_rng(1).normal(0, 0.002, still.shape).astype(np.float32)
+    xyz = np.concatenate([moving, still, moving[: 20 * 60 * rate]])
+    times = START_NS + np.rint(np.arange(len(xyz)) * NS / rate).astype(np.int64)
+    intervals = nonwear_intervals(bin_statistics(times, xyz), minutes=90)
+    np.testing.assert_array_equal(intervals - START_NS, [[60 * MINUTE, 160 * MINUTE]])
+    assert len(nonwear_intervals(bin_statistics(times, xyz), minutes=120)) == 0
+    result = preprocess(times, xyz, rate, PreprocessOptions(calibrate=False))
+    assert result.nonwear_seconds == 100 * 60
+    assert (~result.wear).sum() == 100 * 6
+    assert not result.wear[(result.starts_ns - START_NS >= 60 * MINUTE)][: 100 * 6].any()
+
+
+def test_calibration_recovers_offset_and_scale():
+    rng = np.random.default_rng(0)
+    offset, scale = np.array([0.03, -0.02, 0.05]), np.array([1.02, 0.97, 1.01])
+    directions = rng.normal(size=(120, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    raw_postures = (directions - offset) / scale  # what a miscalibrated device reads
+    rate = 30
+    xyz = np.repeat(raw_postures, 10 * rate, axis=0)
+    xyz += rng.normal(0, 0.003, xyz.shape)
+    times = START_NS + np.rint(np.arange(len(xyz)) * NS / rate).astype(np.int64)
+    fit = fit_calibration(bin_statistics(times, xyz.astype(np.float32)))
+    assert fit.applied, fit.reason
+    np.testing.assert_allclose(fit.offset, offset, atol=2e-3)
+    np.testing.assert_allclose(fit.scale, scale, atol=2e-3)
+    assert fit.error_after_mg < 2 < fit.error_before_mg
+
+
+def test_calibration_refuses_postures_that_do_not_cover_the_sphere():
+    rate = 30
+    xyz = np.tile([0.0, 0.0, 1.0], (200 * 10 * rate, 1)).astype(np.float32)
+    times = START_NS + np.rint(np.arange(len(xyz)) * NS / rate).astype(np.int64)
+    fit = fit_calibration(bin_statistics(times, xyz))
+    assert not fit.applied and "every axis" in fit.reason
+
+
+def test_resampling_100_to_30_hz_keeps_a_slow_sine_and_flags_gaps():
+    rate = 100
+    seconds = 120
+    t = np.arange(seconds * rate) / rate
+    keep = (t < 50) | (t >= 53)  # a 3-s gap
+    xyz = np.column_stack([0.5 * np.sin(2 * np.pi * 1.3 * t), np.zeros_like(t), np.ones_like(t)])
+    times = START_NS + np.rint(t * NS).astype(np.int64)
+    options = PreprocessOptions(calibrate=False, detect_nonwear=False)
+    result = preprocess(times[keep], xyz[keep].astype(np.float32), rate, options)
+    assert (
+        len(result) == 12
+    )  # 12:00:00 ... 12:01:50, whose last sample (+9.967 s) precedes the data end (+9.99 s)
+    grid = (result.starts_ns[:, None] - START_NS) / NS + np.arange(300) / 30
+    truth = 0.5 * np.sin(2 * np.pi * 1.3 * grid)
+    np.testing.assert_array_equal(result.wear, ~((grid[:, 0] >= 40) & (grid[:, 0] < 60)))
+    # away from the gap and the recording's edges the 30-Hz samples are the sine's values
+    good = result.wear.copy()
+    good[[0, -1]] = False
+    np.testing.assert_allclose(result.windows[good, 0], truth[good], atol=5e-3)
+    np.testing.assert_allclose(result.windows[:, 2], 1.0, atol=1e-6)
+    assert result.gap_seconds == pytest.approx(3.0, abs=0.02)
+
+
+def test_split_days_at_midnight():
+    starts = np.datetime64("2024-01-01T23:59:30", "ns").astype(np.int64) + np.arange(6) * 10 * NS
+    days = split_days(starts)
+    assert [(d, s.stop - s.start) for d, s in days] == [("2024-01-01", 3), ("2024-01-02", 3)]
+
+
+# ---------------------------------------------------------------- real device files
+
+
+def _check_day_files(root: Path, manifest: pa.Table) -> None:
+    for (subject, day), table in day_rows(root, manifest).items():
+        times = table["time"].cast(pa.int64()).to_numpy()
+        assert np.all(np.diff(times) > 0), f"{subject}/{day}: window times not unique/sorted"
+        assert set(table["subject"].to_pylist()) == {subject}
+        assert set(table["day"].to_pylist()) == {day}
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not DEVICES.is_dir(), reason=f"{DEVICES} is absent")
+def test_every_device_file_ingests_with_the_expected_windows(ray_address, tmp_path):
+    files = sorted(
+        str(p) for p in DEVICES.iterdir() if recording_format(p.name) in ("cwa", "gt3x", "bin")
+    )
+    out = tmp_path / "corpus"
+    report = ingest_recordings(files, str(out), quiet())
+    by_file = {Path(r["file"]).name: r for r in report.recordings}
+    assert report.exit_status == EXIT_OK
+    assert {n for n, r in by_file.items() if r["status"] == "partial"} == {
+        "GENEActiv_testfile.bin",
+        "ax3_testfile_corrupt_blocks_0_13_14_142_143_144.cwa",
+    }
+    manifest = corpus.read_manifest(out)
+    windows_of = dict(
+        zip(manifest["subject"].to_pylist(), manifest["n_windows"].to_pylist(), strict=True)
+    )
+    for path in files:
+        read = read_recording(path)
+        subject = pseudonymise(Path(path).name.rsplit(".", 1)[0])
+        expected = expected_windows(int(read.times_ns[0]), int(read.times_ns[-1]))
+        assert windows_of[subject] == expected, Path(path).name
+        assert by_file[Path(path).name]["windows"] == expected
+    _check_day_files(out, manifest)
+
+    with open(out / QUARANTINE_NAME) as f:
+        rows = {Path(r["file"]).name: r for r in csv.DictReader(f)}
+    corrupt = rows["ax3_testfile_corrupt_blocks_0_13_14_142_143_144.cwa"]
+    assert corrupt["status"] == "partial" and float(corrupt["lost_seconds"]) == pytest.approx(7.2)
+    truncated = rows["GENEActiv_testfile.bin"]
+    assert truncated["status"] == "partial" and float(truncated["kept_fraction"]) < 1e-3
+    assert "222048" in truncated["reason"]
+    # the corrupt blocks 13 and 14 leave a gap: the windows over it are not worn
+    corrupt_subject = pseudonymise("ax3_testfile_corrupt_blocks_0_13_14_142_143_144")
+    entry = next(e for e in manifest.to_pylist() if e["subject"] == corrupt_subject)
+    assert entry["n_wear"] < entry["n_windows"]
+
+    again = ingest_recordings(files, str(out), quiet())
+    assert {r["status"] for r in again.recordings} == {"skipped"}
+    assert corpus.read_manifest(out).equals(manifest)
+
+
+# ---------------------------------------------------------------- bad input, via the job
+
+
+def test_bad_inputs_are_quarantined_and_the_job_exits_3(ray_address, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_npy(inputs / "good1.npy", 600, 30, seed=1)
+    write_npy(inputs / "good2.npy", 300, 30, seed=2)
+    write_npy(inputs / "short.npy", 5, 30, seed=3)
+    (inputs / "empty.cwa").write_bytes(b"")
+    (inputs / "garbage.cwa").write_bytes(np.random.default_rng(0).bytes(5000))
+    (inputs / "notes.xyz").write_text("not a recording\n")
+    out = tmp_path / "corpus"
+    args = [str(inputs / "*"), "--out", str(out), "--rate", "30", "--start", START]
+    job = run_job(args + ["--flush-seconds", "0"], ray_address)
+    output, _ = job.communicate(timeout=300)
+    assert job.returncode == EXIT_QUARANTINED, output
+    assert "good1" not in output and "garbage" not in output  # logs carry pseudonyms only
+
+    with open(out / QUARANTINE_NAME) as f:
+        rows = {Path(r["file"]).name: r for r in csv.DictReader(f)}
+    reasons = {name: row["reason"] for name, row in rows.items() if row["status"] == "quarantined"}
+    assert set(reasons) == {"empty.cwa", "garbage.cwa", "notes.xyz", "short.npy"}
+    assert "empty file" in reasons["empty.cwa"]
+    assert "not a readable device file" in reasons["garbage.cwa"]
+    assert "unknown recording format" in reasons["notes.xyz"]
+    assert "too short" in reasons["short.npy"]
+    manifest = corpus.read_manifest(out)
+    assert set(manifest["subject"].to_pylist()) == {pseudonymise("good1"), pseudonymise("good2")}
+    assert sorted(manifest["n_windows"].to_pylist()) == [
+        expected_windows(START_NS, START_NS + round((seconds * 30 - 1) * NS / 30))
+        for seconds in (300, 600)
+    ]
+
+
+# ---------------------------------------------------------------- kill and resume
+
+
+@pytest.mark.slow
+def test_ingest_killed_midway_and_rerun_has_every_window_once(ray_address, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    n_recordings, rate, seconds = 12, 30, 86_400  # one day from noon: two subject-days each
+    for i in range(n_recordings):
+        write_npy(inputs / f"rec{i:02d}.npy", seconds, rate, seed=i)
+    out = tmp_path / "corpus"
+    args = [str(inputs), "--out", str(out), "--rate", str(rate), "--start", START]
+    job = run_job(args + ["--flush-seconds", "0"], ray_address, start_new_session=True)
+    manifest_path = out / corpus.MANIFEST_NAME
+    listed = 0
+    deadline = time.monotonic() + 300
+    while job.poll() is None and time.monotonic() < deadline:
+        if manifest_path.exists():
+            listed = len(set(pq.read_table(manifest_path)["recording"].to_pylist()))
+            if 0 < listed < n_recordings:
+                os.killpg(job.pid, signal.SIGKILL)
+                break
+        time.sleep(0.02)
+    job.wait(timeout=60)
+    assert job.returncode == -signal.SIGKILL, "the ingest ended before it could be killed"
+    assert 0 < listed < n_recordings
+
+    rerun = run_job(args, ray_address)
+    output, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == EXIT_OK, output
+    assert output.count("skipped (already ingested)") >= listed
+
+    manifest = corpus.read_manifest(out)
+    last_ns = START_NS + round((seconds * rate - 1) * NS / rate)
+    per_recording = expected_windows(START_NS, last_ns)
+    assert len(set(manifest["recording"].to_pylist())) == n_recordings
+    assert manifest.num_rows == 2 * n_recordings
+    assert sum(manifest["n_windows"].to_pylist()) == n_recordings * per_recording
+    tables = day_rows(out, manifest)
+    assert sum(t.num_rows for t in tables.values()) == n_recordings * per_recording
+    _check_day_files(out, manifest)
+    day_files = list((out / corpus.DAYS_DIR).rglob("*.parquet"))
+    assert len(day_files) == manifest.num_rows  # no stray or temporary files
+    assert not list(out.rglob(".tmp-*"))
+
+
+# ---------------------------------------------------------------- one subject, two recordings
+
+
+def test_two_recordings_of_one_subject_merge_into_one_day(ray_address, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    day_ns = int(np.datetime64("2024-02-01T00:00:00", "ns").astype(np.int64))
+    write_npz(inputs / "first.npz", day_ns, 6 * 3600, 30, seed=1)  # 00:00 to 06:00
+    write_npz(inputs / "second.npz", day_ns + 4 * 3600 * NS, 6 * 3600, 30, seed=2)  # 04:00-10:00
+    subject_map = tmp_path / "subjects.csv"
+    subject_map.write_text("file,subject\nfirst.npz,S7\nsecond.npz,S7\n")
+    out = tmp_path / "corpus"
+    options = quiet(subject_map=str(subject_map), window_format=corpus.WindowFormat.INT16_MG)
+    report = ingest_recordings([str(inputs)], str(out), options)
+    assert [r["status"] for r in report.recordings] == ["ingested", "ingested"]
+
+    manifest = corpus.read_manifest(out)
+    assert manifest.num_rows == 1
+    entry = manifest.to_pylist()[0]
+    assert entry["subject"] == pseudonymise("S7")
+    assert sorted(entry["recording"].split("+")) == sorted(
+        r["recording"] for r in report.recordings
+    )
+    last_ms = (day_ns + 10 * 3600 * NS - round(NS / 30)) // 1_000_000
+    assert entry["n_windows"] == expected_windows(day_ns, last_ms * 1_000_000) == 3600
+    table = corpus.read_day(str(out), entry)
+    _check_day_files(out, manifest)
+    # where both recordings have a window, the first recording's is kept
+    first = read_recording(str(inputs / "first.npz"))
+    first_windows = preprocess(first.times_ns, first.xyz, 30, IngestOptions().preprocess)
+    overlap_ms = first_windows.starts_ns[-1] // 1_000_000
+    times = table["time"].cast(pa.int64()).to_numpy()
+    row = int(np.flatnonzero(times == overlap_ms)[0])
+    stored = corpus.decode_windows(table["window"].slice(row, 1))[0]
+    np.testing.assert_allclose(stored, first_windows.windows[-1], atol=1e-3)
+
+    again = ingest_recordings([str(inputs)], str(out), options)
+    assert [r["status"] for r in again.recordings] == ["skipped", "skipped"]
+
+
+def test_subject_map_missing_a_file_quarantines_it(ray_address, tmp_path):
+    write_npy(tmp_path / "a.npy", 60, 30)
+    write_npy(tmp_path / "b.npy", 60, 30)
+    subject_map = tmp_path / "subjects.csv"
+    subject_map.write_text("file,subject\na.npy,S1\n")
+    options = quiet(subject_map=str(subject_map), read=ReadOptions(sample_rate_hz=30, start=START))
+    report = ingest_recordings(
+        [str(tmp_path / "a.npy"), str(tmp_path / "b.npy")], str(tmp_path / "corpus"), options
+    )
+    status = {Path(r["file"]).name: r["status"] for r in report.recordings}
+    assert status == {"a.npy": "ingested", "b.npy": "quarantined"}
+    assert report.exit_status == EXIT_QUARANTINED
+
+
+def test_options_refuse_windows_the_corpus_cannot_hold():
+    with pytest.raises(ValueError, match="10-s windows"):
+        IngestOptions(preprocess=PreprocessOptions(window_seconds=5))
