@@ -63,9 +63,9 @@ def pseudonym_key():
 @pytest.fixture(scope="module")
 def ray_address():
     os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")  # slow, shared CI machines
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    if not ray.is_initialized():  # shared with the rest of the session (see conftest.ray_local)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
 
 
 def expected_windows(first_ns: int, last_ns: int) -> int:

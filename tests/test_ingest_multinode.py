@@ -25,6 +25,8 @@ def cluster():
     saved = os.environ.get("WEARSSL_PSEUDONYM_KEY")
     os.environ["WEARSSL_PSEUDONYM_KEY"] = "test-multinode-key"
     os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")  # slow, shared CI machines
+    if ray.is_initialized():  # the session's local Ray; later tests start it again
+        ray.shutdown()
     nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     nodes.add_node(num_cpus=1)
     nodes.wait_for_nodes()
