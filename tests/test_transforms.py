@@ -292,10 +292,11 @@ def test_pretext_step_rejects_unknown_tasks_and_bad_inputs():
         pretext_step(x, 0)
 
 
-def test_full_chain_on_a_paper_sized_batch():
-    x = signal(batch=6000, length=300)
+@pytest.mark.parametrize(("batch", "length"), [(6000, 300), (1000, 150), (1000, 900)])
+def test_full_chain_on_paper_sized_batches(batch, length):
+    x = signal(batch=batch, length=length)
     out, labels = pretext_step(x, generator())
-    assert out.shape == (6000, 3, 300) and out.dtype == torch.float32
+    assert out.shape == (batch, 3, length) and out.dtype == torch.float32
     assert torch.isfinite(out).all()
     assert set(labels) == set(PAPER_TASKS)
 

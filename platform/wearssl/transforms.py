@@ -496,7 +496,8 @@ def pretext_step(
     ``PRETEXT_TASKS`` order to the windows labelled 1 (with each task's default
     parameters), then, if ``augment_orientation``, every window gets a random axis
     swap and rotation. Returns the transformed batch (input dtype) and
-    ``{task: int64 labels (B,)}`` for the enabled tasks.
+    ``{task: int64 labels (B,)}`` for the enabled tasks. ``generator`` must be on
+    ``x``'s device (a CPU generator for CPU tensors).
     """
     _check_batch(x, channels=3 if augment_orientation else None)
     _check_generator(generator, x)
