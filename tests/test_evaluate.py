@@ -1,0 +1,498 @@
+"""Downstream evaluation: weights specs, config, trial plan, scores from predictions,
+export; on Ray Tune (slow): every arm on a learnable synthetic set, MLflow runs, resume."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import ray
+import torch
+from ray import tune
+from sklearn.metrics import f1_score
+
+from test_finetune import LEARNABLE_LABELS, learnable_set
+from wearssl.config import ConfigError, load_config
+from wearssl.config.evaluate import EvaluateConfig, Finetune
+from wearssl.evaluate import (
+    FAIL_TRIALS_ENV,
+    MODEL_FILE,
+    TrialRun,
+    TrialsFailed,
+    check_weights_fit,
+    experiment_name,
+    export_best_model,
+    predictions_table,
+    run_evaluation,
+    scores_from_predictions,
+    select_runs,
+    trial_specs,
+    write_parquet,
+)
+from wearssl.finetune import train_transfer_source
+from wearssl.labelled import write_labelled_set
+from wearssl.model import CheckpointError, harnet, load_checkpoint, save_checkpoint
+from wearssl.splits import Fold, protocol_folds
+from wearssl.weights import CHECKPOINT_ARTIFACT, WeightsError, parse_model_ref, resolve_weights
+
+REPO = Path(__file__).resolve().parents[1]
+
+# ---------------------------------------------------------------- weights specs
+
+
+def marked_model(value: float) -> torch.nn.Module:
+    """harnet5 whose first convolution is filled with ``value``, to tell files apart."""
+    model = harnet(5)
+    with torch.no_grad():
+        model.feature_extractor.layer1[0].weight.fill_(value)
+    return model
+
+
+def first_weight(path: Path) -> float:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    key = next(k for k in state if k.endswith("feature_extractor.layer1.0.weight"))
+    return float(state[key].flatten()[0])
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A local MLflow store with two runs, each logging a checkpoint the way the
+    pre-training job does, both registered under one name; version 1 has an alias."""
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root}/mlflow.db"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.create_experiment("weights", artifact_location=(root / "art").as_uri())
+    run_ids = []
+    for version, value in ((1, 0.25), (2, 0.5)):
+        model = marked_model(value)
+        path = root / f"v{version}" / "harnet.pt"
+        save_checkpoint(path, model, window_seconds=5)
+        with mlflow.start_run(experiment_id=experiment) as run:
+            mlflow.log_artifact(str(path), artifact_path="checkpoint")
+            mlflow.pytorch.log_model(
+                model,
+                name="model",
+                registered_model_name="test-ssl",
+                pip_requirements=["torch"],
+                serialization_format="pickle",
+            )
+            run_ids.append(run.info.run_id)
+    mlflow.MlflowClient(uri).set_registered_model_alias("test-ssl", "champion", "1")
+    yield {"uri": uri, "runs": run_ids, "experiment": experiment}
+    mlflow.set_tracking_uri(previous)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("models:/test-ssl/1", 0.25),
+        ("models:/test-ssl/2", 0.5),
+        ("models:/test-ssl/latest", 0.5),
+        ("models:/test-ssl@champion", 0.25),
+    ],
+)
+def test_registered_model_specs_resolve_to_their_checkpoint(registry, tmp_path, spec, expected):
+    resolved = resolve_weights(spec, tmp_path, registry["uri"])
+    assert resolved.path.is_file() and resolved.path.is_relative_to(tmp_path)
+    assert first_weight(resolved.path) == expected
+    assert resolved.run_id == registry["runs"][0 if expected == 0.25 else 1]
+    harnet(5, n_classes=3, pretrained=resolved.path)
+
+
+def test_run_specs_resolve_to_the_run_checkpoint(registry, tmp_path):
+    run_id = registry["runs"][1]
+    resolved = resolve_weights(f"runs:/{run_id}", tmp_path, registry["uri"])
+    assert first_weight(resolved.path) == 0.5
+    explicit = resolve_weights(f"runs:/{run_id}/{CHECKPOINT_ARTIFACT}", tmp_path, registry["uri"])
+    assert first_weight(explicit.path) == 0.5
+
+
+def test_local_files_resolve_as_they_are(tmp_path):
+    ours = tmp_path / "ours.pt"
+    save_checkpoint(ours, marked_model(0.75), window_seconds=5)
+    published = tmp_path / "harnet5.mdl"
+    state = marked_model(0.125).state_dict()
+    torch.save({f"module.{key}": value for key, value in state.items()}, published)
+    for path, value in ((ours, 0.75), (published, 0.125)):
+        resolved = resolve_weights(str(path), tmp_path / "downloads")
+        assert resolved.path == path and resolved.run_id is None
+        model = harnet(5, pretrained=resolved.path)
+        assert float(model.feature_extractor.layer1[0].weight.detach().flatten()[0]) == value
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("models:/no-such-model/1", "not found in the MLflow registry"),
+        ("models:/test-ssl@no-such-alias", "not found in the MLflow registry"),
+        ("models:/test-ssl", "expected models:/NAME/VERSION"),
+        ("runs:/0123456789abcdef", "cannot download"),
+        ("s3://bucket/harnet.pt", "unsupported scheme"),
+        ("/no/such/file.pt", "no such file"),
+    ],
+)
+def test_unresolvable_specs_are_clear_errors(registry, tmp_path, spec, message):
+    with pytest.raises(WeightsError, match=message) as caught:
+        resolve_weights(spec, tmp_path, registry["uri"])
+    assert spec in str(caught.value)
+
+
+def test_model_refs_parse():
+    assert parse_model_ref("models:/a-b/12").version == "12"
+    assert parse_model_ref("models:/a@prod").alias == "prod"
+
+
+# ---------------------------------------------------------------- config and plan
+
+
+def config_dict(tmp_path: Path, **changes) -> dict:
+    base = {
+        "name": "t",
+        "output_dir": str(tmp_path / "out"),
+        "datasets": [{"name": "target", "path": str(tmp_path / "target")}],
+        "arms": ["forest", "scratch"],
+    }
+    return {**base, **changes}
+
+
+def test_config_errors_name_the_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(config_dict(tmp_path)))
+    assert load_config(EvaluateConfig, path).arms == ["forest", "scratch"]
+    with pytest.raises(ConfigError, match="unknown key 'finetune.learning_rate'"):
+        load_config(EvaluateConfig, path, ["finetune.learning_rate=1"])
+    with pytest.raises(ConfigError, match="arms.0"):
+        load_config(EvaluateConfig, path, ["arms=[linear]"])
+    with pytest.raises(ConfigError, match="need 'pretrained'"):
+        load_config(EvaluateConfig, path, ["arms=[frozen]"])
+    with pytest.raises(ConfigError, match="needs 'transfer_source'"):
+        load_config(EvaluateConfig, path, ["arms=[transfer]"])
+    with pytest.raises(ConfigError, match="finetune.lr"):
+        load_config(EvaluateConfig, path, ["finetune.lr=0"])
+
+
+def test_shipped_configs_are_valid():
+    for path in sorted((REPO / "configs" / "evaluate").glob("*.yaml")):
+        cfg = load_config(EvaluateConfig, path)
+        assert cfg.datasets and cfg.arms
+
+
+def test_every_dataset_arm_fold_and_seed_is_one_trial():
+    folds = {"a": [Fold(f"f{i}", *(np.arange(1),) * 3) for i in range(3)], "b": []}
+    specs = trial_specs(folds, ["forest", "scratch"], seeds=2)
+    assert len(specs) == 3 * 2 * 2
+    keys = {(s["dataset"], s["arm"], s["fold"], s["seed"]) for s in specs}
+    assert len(keys) == len(specs)
+
+
+def test_experiment_name_follows_what_decides_the_results(tmp_path):
+    write_labelled_set(str(tmp_path / "target"), learnable_set(n_subjects=3, per_class=2))
+    context = {
+        "datasets": {"target": {"path": str(tmp_path / "target"), "subjects": None, "init": {}}},
+        "protocol": {},
+        "finetune": Finetune().model_dump(),
+        "forest": {"n_estimators": 10},
+    }
+    cfg = EvaluateConfig.model_validate(config_dict(tmp_path))
+    specs = [{"dataset": "target", "arm": "forest", "fold": "loso-0", "fold_index": 0, "seed": 0}]
+    name = experiment_name(cfg, context, specs)
+    assert name.startswith("t-") and name == experiment_name(cfg, context, specs)
+    changed = {**context, "finetune": Finetune(lr=1e-3).model_dump()}
+    assert experiment_name(cfg, changed, specs) != name
+
+
+def test_window_length_mismatch_names_dataset_and_both_lengths(tmp_path):
+    path = tmp_path / "harnet10.pt"
+    save_checkpoint(path, harnet(10), window_seconds=10)
+    data = learnable_set(n_subjects=3, per_class=2, window_seconds=5)
+    with pytest.raises(CheckpointError) as caught:
+        check_weights_fit(data, "the pre-trained weights", path)
+    message = str(caught.value)
+    assert data.name in message and "5-s windows" in message and "10-s" in message
+
+
+# ---------------------------------------------------------------- scores, selection, export
+
+
+def fake_runs(tmp_path: Path) -> tuple[list[TrialRun], dict]:
+    """Two arms x one fold x two seeds with known predictions and validation losses."""
+    data = learnable_set(n_subjects=4, per_class=3)
+    fold = protocol_folds(data.subjects)[0]
+    rng = np.random.default_rng(0)
+    runs, truth = [], {}
+    for arm, seed in itertools.product(("forest", "scratch"), (0, 1)):
+        spec = {"dataset": "d", "arm": arm, "fold": fold.name, "fold_index": 0, "seed": seed}
+        probabilities = rng.dirichlet(np.ones(3), size=len(fold.test)).astype(np.float32)
+        path = tmp_path / f"{arm}-{seed}.parquet"
+        write_parquet(path, predictions_table(spec, data, fold, probabilities))
+        record = {**spec, "key": f"d/{arm}/{fold.name}/s{seed}", "predictions": str(path)}
+        record["val_loss"] = 1.0 + seed if arm == "forest" else 2.0 - seed
+        runs.append(TrialRun(record, None))
+        truth[(arm, seed)] = (
+            data.labels[fold.test],
+            probabilities.argmax(1),
+            data.subjects[fold.test],
+        )
+    return runs, truth
+
+
+def sklearn_subject_f1(y_true, y_pred, subjects) -> list[float]:
+    return [
+        f1_score(
+            y_true[subjects == s],
+            y_pred[subjects == s],
+            labels=[0, 1, 2],
+            average="macro",
+            zero_division=0,
+        )
+        for s in np.unique(subjects)
+    ]
+
+
+def test_scores_are_recomputed_from_saved_predictions(tmp_path):
+    runs, truth = fake_runs(tmp_path)
+    scores = scores_from_predictions(select_runs(runs, "all"), {"d": 3}, "all")
+    assert set(scores["selection"]) == {"all"}
+    for (arm, seed), (y_true, y_pred, subjects) in truth.items():
+        rows = scores[(scores["arm"] == arm) & (scores["seed"] == seed)].sort_values("subject")
+        assert np.allclose(rows["f1_macro"], sklearn_subject_f1(y_true, y_pred, subjects))
+
+
+def test_best_selection_keeps_the_lowest_validation_loss_seed(tmp_path):
+    runs, _ = fake_runs(tmp_path)
+    best = {(r.record["arm"], r.record["seed"]) for r in select_runs(runs, "best")}
+    assert best == {("forest", 0), ("scratch", 1)}
+    scores = scores_from_predictions(select_runs(runs, "best"), {"d": 3}, "best")
+    assert set(scores["selection"]) == {"best"}
+    assert set(zip(scores["arm"], scores["seed"], strict=True)) == best
+
+
+def test_export_takes_the_best_neural_arm_and_its_best_trial(tmp_path):
+    labels = ["a", "b", "c"]
+    runs = []
+    for arm, fold, loss in (
+        ("scratch", "f0", 0.9),
+        ("finetune", "f0", 0.7),
+        ("finetune", "f1", 0.4),
+    ):
+        folder = tmp_path / f"{arm}-{fold}"
+        torch.manual_seed(int(loss * 10))
+        save_checkpoint(
+            folder / MODEL_FILE, harnet(5, n_classes=3), window_seconds=5, labels=labels
+        )
+        record = {
+            "dataset": "d",
+            "arm": arm,
+            "fold": fold,
+            "key": f"d/{arm}/{fold}/s0",
+            "val_loss": loss,
+        }
+        runs.append(TrialRun(record, tune.Checkpoint.from_directory(str(folder))))
+    summary = pd.DataFrame(
+        {"dataset": ["d"] * 3, "arm": ["forest", "scratch", "finetune"], "f1_mean": [0.9, 0.5, 0.6]}
+    )
+    exported = export_best_model("d", summary, runs, labels, 5, tmp_path / "export")
+    assert (exported.arm, exported.trial) == ("finetune", "d/finetune/f1/s0")
+    content = load_checkpoint(exported.path)
+    assert content["labels"] == labels and content["window_seconds"] == 5
+    assert content["preprocessing"] == {
+        "sample_rate_hz": 30,
+        "units": "g",
+        "window_seconds": 5,
+        "window_samples": 150,
+    }
+    assert content["arm"] == "finetune" and content["dataset"] == "d"
+    source = load_checkpoint(tmp_path / "finetune-f1" / MODEL_FILE)["state_dict"]
+    assert all(torch.equal(source[k], v) for k, v in content["state_dict"].items())
+    assert (
+        export_best_model("d", summary[summary["arm"] == "forest"], runs, labels, 5, tmp_path)
+        is None
+    )
+
+
+# ---------------------------------------------------------------- on Ray Tune (slow)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.cluster_resources()
+    if started:
+        ray.shutdown()
+
+
+QUICK_FINETUNE = {"lr": 1e-3, "batch_size": 8, "max_epochs": 5, "patience": 5, "augment": False}
+
+
+@pytest.fixture(scope="module")
+def evaluated(ray_cluster, registry, tmp_path_factory):
+    """Every arm on a learnable set (6 subjects, leave-one-subject-out, first 2 folds).
+
+    The "pre-trained" model is a classifier trained supervised on another learnable set,
+    logged and registered the way the pre-training job does; the transfer arm's source is
+    a third set.
+    """
+    root = tmp_path_factory.mktemp("evaluate")
+    write_labelled_set(str(root / "target"), learnable_set(seed=0))
+    write_labelled_set(str(root / "source"), learnable_set(seed=2))
+    pretraining = learnable_set(seed=1)
+    pretrained = train_transfer_source(
+        pretraining,
+        protocol_folds(pretraining.subjects)[0],
+        Finetune(**QUICK_FINETUNE),
+        0,
+        root / "pretrained" / "harnet.pt",
+    )
+    with mlflow.start_run(experiment_id=registry["experiment"]) as run:
+        mlflow.log_artifact(str(pretrained), artifact_path="checkpoint")
+    client = mlflow.MlflowClient(registry["uri"])
+    client.create_registered_model("test-supervised")
+    client.create_model_version(
+        "test-supervised", f"runs:/{run.info.run_id}/checkpoint", run.info.run_id
+    )
+    cfg = EvaluateConfig.model_validate(
+        {
+            "name": "learnable",
+            "output_dir": str(root / "out"),
+            "datasets": [{"name": "target", "path": str(root / "target")}],
+            "arms": ["forest", "scratch", "frozen", "finetune", "transfer"],
+            "pretrained": "models:/test-supervised/1",
+            "transfer_source": {"name": "source", "path": str(root / "source")},
+            "protocol": {"max_folds": 2},
+            "finetune": QUICK_FINETUNE,
+            "forest": {"n_estimators": 50},
+            "plots": {"umap": True, "umap_windows": 120},
+            "tracking": {"tracking_uri": registry["uri"]},
+            "export": {"registered_model": "learnable-{dataset}"},
+        }
+    )
+    return cfg, run_evaluation(cfg)
+
+
+@pytest.mark.slow
+def test_every_arm_scores_far_above_chance(evaluated):
+    _, result = evaluated
+    table = result.summary_table.set_index("arm")
+    assert set(table.index) == {"forest", "scratch", "frozen", "finetune", "transfer"}
+    # three balanced classes: chance macro F1 is about 1/3
+    assert (table["f1_mean"] > 0.6).all(), table["f1_mean"]
+    assert (table["n_subjects"] == 2).all()
+
+
+@pytest.mark.slow
+def test_table_matches_scores_recomputed_from_saved_predictions(evaluated):
+    _, result = evaluated
+    output = result.output
+    recomputed: dict[str, list[float]] = {}
+    for record in pd.read_csv(output / "results" / "trials.csv").itertuples():
+        predictions = pd.read_parquet(record.predictions)
+        assert set(predictions.columns) >= {
+            "window",
+            "subject",
+            "y_true",
+            "y_pred",
+            "probabilities",
+        }
+        recomputed.setdefault(record.arm, []).extend(
+            sklearn_subject_f1(
+                predictions["y_true"].to_numpy(),
+                predictions["y_pred"].to_numpy(),
+                predictions["subject"].to_numpy(),
+            )
+        )
+    summary = pd.read_csv(output / "results" / "summary.csv").set_index("arm")
+    for arm, values in recomputed.items():
+        assert summary.loc[arm, "f1_mean"] == pytest.approx(np.mean(values))
+        assert summary.loc[arm, "f1_sd"] == pytest.approx(np.std(values, ddof=1))
+    markdown = (output / "results" / "results.md").read_text()
+    assert f"{summary.loc['finetune', 'f1_mean']:.3f} ± " in markdown
+
+
+@pytest.mark.slow
+def test_trials_ran_concurrently(evaluated):
+    _, result = evaluated
+    trials = result.trials
+    assert len(trials) == 5 * 2
+    spans = list(zip(trials["started_at"], trials["finished_at"], strict=True))
+    overlapping = [
+        (a, b) for a, b in itertools.combinations(spans, 2) if a[0] < b[1] and b[0] < a[1]
+    ]
+    assert overlapping, "no two trials ran at the same time"
+
+
+@pytest.mark.slow
+def test_mlflow_has_a_parent_run_with_a_child_per_trial(evaluated, registry):
+    cfg, result = evaluated
+    client = mlflow.MlflowClient(registry["uri"])
+    parent_id = result.datasets[0].parent_run_id
+    children = client.search_runs(
+        [client.get_run(parent_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+    )
+    assert len(children) == len(result.trials)
+    child = children[0]
+    assert {"dataset", "arm", "fold", "seed"} <= set(child.data.params)
+    assert "f1_mean" in child.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(parent_id, "results")}
+    assert {"results/results.md", "results/summary.csv", "results/scores.csv"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(parent_id, "plots")}
+    expected = {f"plots/confusion-{arm}.png" for arm in cfg.arms} | {"plots/umap.png"}
+    assert expected <= plots
+
+
+@pytest.mark.slow
+def test_exported_model_is_registered_and_resolvable(evaluated, registry, tmp_path):
+    _, result = evaluated
+    exported = result.datasets[0].exported
+    assert exported.registered_name == "learnable-target"
+    resolved = resolve_weights(
+        f"models:/learnable-target/{exported.registered_version}", tmp_path, registry["uri"]
+    )
+    content = load_checkpoint(resolved.path)
+    assert content["labels"] == LEARNABLE_LABELS and content["preprocessing"]["window_seconds"] == 5
+    model = harnet(5, n_classes=3, pretrained=resolved.path)
+    model.eval()
+    data = learnable_set(n_subjects=2, per_class=4, seed=5)
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(data.windows)).argmax(1).numpy()
+    assert (predicted == data.labels).mean() > 0.6
+
+
+@pytest.mark.slow
+def test_interrupted_evaluation_resumes_without_repeating_finished_trials(
+    ray_cluster, registry, tmp_path, monkeypatch
+):
+    write_labelled_set(str(tmp_path / "target"), learnable_set(n_subjects=5, per_class=4))
+    cfg = EvaluateConfig.model_validate(
+        config_dict(
+            tmp_path,
+            arms=["forest"],
+            forest={"n_estimators": 10},
+            protocol={"max_folds": 4},
+            plots={"confusion": False},
+            export={"enabled": False},
+            tracking={"tracking_uri": registry["uri"]},
+        )
+    )
+    failing = "target/forest/loso-2/s0"
+    monkeypatch.setenv(FAIL_TRIALS_ENV, failing)
+    with pytest.raises(TrialsFailed, match=failing):
+        run_evaluation(cfg)
+    monkeypatch.delenv(FAIL_TRIALS_ENV)
+    result = run_evaluation(cfg)
+    assert len(result.trials) == 4
+    attempts = tmp_path / "out" / "t" / "trials" / "target" / "attempts"
+    counts = {folder.name: len(list(folder.iterdir())) for folder in attempts.iterdir()}
+    assert counts == {f"forest-loso-{i}-s0": 2 if i == 2 else 1 for i in range(4)}
+    # a finished evaluation run again executes nothing
+    run_evaluation(cfg)
+    assert sum(len(list(f.iterdir())) for f in attempts.iterdir()) == 5
