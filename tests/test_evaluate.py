@@ -16,7 +16,7 @@ import torch
 from ray import tune
 from sklearn.metrics import f1_score
 
-from test_finetune import LEARNABLE_LABELS, learnable_set
+from test_finetune import LEARNABLE_LABELS, learnable_set, one_torch_thread
 from wearssl.config import ConfigError, load_config
 from wearssl.config.evaluate import EvaluateConfig, Finetune
 from wearssl.evaluate import (
@@ -341,41 +341,42 @@ def evaluated(ray_cluster, registry, tmp_path_factory):
     logged and registered the way the pre-training job does; the transfer arm's source is
     a third set.
     """
-    root = tmp_path_factory.mktemp("evaluate")
-    write_labelled_set(str(root / "target"), learnable_set(seed=0))
-    write_labelled_set(str(root / "source"), learnable_set(seed=2))
-    pretraining = learnable_set(seed=1)
-    pretrained = train_transfer_source(
-        pretraining,
-        protocol_folds(pretraining.subjects)[0],
-        Finetune(**QUICK_FINETUNE),
-        0,
-        root / "pretrained" / "harnet.pt",
-    )
-    with mlflow.start_run(experiment_id=registry["experiment"]) as run:
-        mlflow.log_artifact(str(pretrained), artifact_path="checkpoint")
-    client = mlflow.MlflowClient(registry["uri"])
-    client.create_registered_model("test-supervised")
-    client.create_model_version(
-        "test-supervised", f"runs:/{run.info.run_id}/checkpoint", run.info.run_id
-    )
-    cfg = EvaluateConfig.model_validate(
-        {
-            "name": "learnable",
-            "output_dir": str(root / "out"),
-            "datasets": [{"name": "target", "path": str(root / "target")}],
-            "arms": ["forest", "scratch", "frozen", "finetune", "transfer"],
-            "pretrained": "models:/test-supervised/1",
-            "transfer_source": {"name": "source", "path": str(root / "source")},
-            "protocol": {"max_folds": 2},
-            "finetune": QUICK_FINETUNE,
-            "forest": {"n_estimators": 50},
-            "plots": {"umap": True, "umap_windows": 120},
-            "tracking": {"tracking_uri": registry["uri"]},
-            "export": {"registered_model": "learnable-{dataset}"},
-        }
-    )
-    return cfg, run_evaluation(cfg)
+    with one_torch_thread():
+        root = tmp_path_factory.mktemp("evaluate")
+        write_labelled_set(str(root / "target"), learnable_set(seed=0))
+        write_labelled_set(str(root / "source"), learnable_set(seed=2))
+        pretraining = learnable_set(seed=1)
+        pretrained = train_transfer_source(
+            pretraining,
+            protocol_folds(pretraining.subjects)[0],
+            Finetune(**QUICK_FINETUNE),
+            0,
+            root / "pretrained" / "harnet.pt",
+        )
+        with mlflow.start_run(experiment_id=registry["experiment"]) as run:
+            mlflow.log_artifact(str(pretrained), artifact_path="checkpoint")
+        client = mlflow.MlflowClient(registry["uri"])
+        client.create_registered_model("test-supervised")
+        client.create_model_version(
+            "test-supervised", f"runs:/{run.info.run_id}/checkpoint", run.info.run_id
+        )
+        cfg = EvaluateConfig.model_validate(
+            {
+                "name": "learnable",
+                "output_dir": str(root / "out"),
+                "datasets": [{"name": "target", "path": str(root / "target")}],
+                "arms": ["forest", "scratch", "frozen", "finetune", "transfer"],
+                "pretrained": "models:/test-supervised/1",
+                "transfer_source": {"name": "source", "path": str(root / "source")},
+                "protocol": {"max_folds": 2},
+                "finetune": QUICK_FINETUNE,
+                "forest": {"n_estimators": 50},
+                "plots": {"umap": True, "umap_windows": 120},
+                "tracking": {"tracking_uri": registry["uri"]},
+                "export": {"registered_model": "learnable-{dataset}"},
+            }
+        )
+        return cfg, run_evaluation(cfg)
 
 
 @pytest.mark.slow

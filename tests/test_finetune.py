@@ -4,6 +4,8 @@ early stopping, the forest arm."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -71,10 +73,28 @@ def learnable_set(
     )
 
 
-def tiny_fold(data: LabelledSet, n_train: int = 24, n_val: int = 12) -> Fold:
+def tiny_fold(data: LabelledSet, n_train: int = 16, n_val: int = 8) -> Fold:
     """A fold of a few windows (not subject-wise): for tests of mechanics, not of skill."""
     order = np.random.default_rng(0).permutation(len(data.labels))
     return Fold("tiny", order[:n_train], order[n_train : n_train + n_val], order[-6:])
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Small batches gain nothing from a second thread, and where other work keeps the
+    cores busy, torch's threads wait on each other for many times the compute."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_threaded() -> Iterator[None]:
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

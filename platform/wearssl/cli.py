@@ -52,3 +52,38 @@ def run_job(
     if uri:
         print(mlflow_ui_hint(uri))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``wearssl`` console command.
+
+    ``wearssl predict RECORDING... --model MODEL [--out DIR] [--no-hmm]`` predicts a few
+    files in this process (``jobs/predict.py`` runs thousands on Ray);
+    ``wearssl collate DIR... --out FILE`` merges prediction folders' daily summaries.
+    """
+    import argparse
+
+    from wearssl.predict import (
+        EPILOG,
+        add_collate_arguments,
+        add_predict_arguments,
+        run_collate,
+        run_predict,
+    )
+
+    parser = argparse.ArgumentParser(prog="wearssl", description=main.__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    predict = commands.add_parser(
+        "predict",
+        help="predict activities on recordings with a fine-tuned model",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_predict_arguments(predict, distributed=False)
+    add_collate_arguments(
+        commands.add_parser("collate", help="merge daily summaries into one table")
+    )
+    args = parser.parse_args(argv)
+    if args.command == "predict":
+        return run_predict(args, distributed=False)
+    return run_collate(args)

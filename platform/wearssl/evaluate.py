@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import os
 import shutil
@@ -74,8 +73,6 @@ from wearssl.metrics import per_subject_scores, results_markdown, summarise
 from wearssl.model import WINDOW_SAMPLES, CheckpointError, harnet, save_checkpoint
 from wearssl.splits import Fold, protocol_folds, subset_subjects
 from wearssl.weights import CHECKPOINT_ARTIFACT, resolve_weights
-
-log = logging.getLogger(__name__)
 
 EXPERIMENT = "evaluate"
 FAIL_TRIALS_ENV = "WEARSSL_TEST_FAIL_TRIALS"  # test hook: comma-separated trial keys that raise

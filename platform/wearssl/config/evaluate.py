@@ -99,7 +99,7 @@ class Tracking(StrictModel):
 
 class EvaluateConfig(StrictModel):
     name: str = Field("quickstart", min_length=1, pattern=NAME_PATTERN)
-    output_dir: str = Field("outputs/evaluate", description="results go to OUTPUT_DIR/NAME")
+    output_dir: str = Field("runs/evaluate", description="results go to OUTPUT_DIR/NAME")
     datasets: list[Dataset] = Field(min_length=1)
     arms: list[ArmName] = ["forest", "scratch", "frozen", "finetune"]
     pretrained: str | None = Field(
