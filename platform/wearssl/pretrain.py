@@ -437,6 +437,8 @@ def _finish_run(
     local = Path(checkpoint.to_directory()) / MODEL_FILE
     client.log_artifact(run_id, str(local), artifact_path="checkpoint")
     version = None
+    if not cfg.tracking.log_model:
+        return checkpoint.path, version
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=run_id):
         model = harnet(cfg.window_seconds, pretrained=local).eval()

@@ -75,6 +75,7 @@ class Runtime(StrictModel):
 class Tracking(StrictModel):
     tracking_uri: str | None = None
     registered_model: str | None = "harnet-ssl"
+    log_model: bool = Field(True, description="log the final model with mlflow.pytorch")
     experiment: str = Field("pretrain", min_length=1, description="job kind of the experiment")
     parent_run_id: str | None = Field(None, description="nest the run under a sweep's run")
 
