@@ -24,9 +24,12 @@ from typing import TypeVar
 
 import numpy as np
 import psutil
+import pyarrow
+import ray
 import torch
 
-from wearssl import corpus, runtime, tracking
+from wearssl import corpus, epochs, runtime, tracking
+from wearssl.synthetic import write_synthetic_corpus
 
 Result = TypeVar("Result")
 
@@ -123,9 +126,6 @@ def _cpu_model() -> str:
 
 def machine_info(device: torch.device) -> dict:
     """What the numbers were measured on: hardware, software versions, date, commit."""
-    import pyarrow
-    import ray
-
     info = {
         "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "git_commit": tracking.git_commit(REPO),
@@ -167,7 +167,6 @@ def object_store_probe() -> Callable[[], int] | None:
     """A function returning the local Ray node's object-store bytes in use, or None where
     this Ray version does not offer the (private) query; call after Ray is initialised."""
     try:
-        import ray
         from ray._private.internal_api import get_memory_info_reply, get_state_from_address
 
         state = get_state_from_address(ray.get_runtime_context().gcs_address)
@@ -221,8 +220,6 @@ def connect_ray(num_cpus: int | None = None) -> dict:
 
 def synthetic_corpus(out: Path, subjects: int, days: int = 1, seed: int = 0) -> str:
     """A synthetic corpus at ``out`` (written once; reused when its manifest is there)."""
-    from wearssl.synthetic import write_synthetic_corpus
-
     try:
         corpus.read_manifest(out)
     except FileNotFoundError:
@@ -268,7 +265,5 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 def all_subject_days(root: str) -> dict:
     """Subject -> worn days over both splits (a sampler benchmark reads every subject)."""
-    from wearssl import epochs
-
     manifest = corpus.read_manifest(root)
     return {**epochs.subject_days(manifest, "train"), **epochs.subject_days(manifest, "test")}

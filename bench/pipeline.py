@@ -213,6 +213,7 @@ def e2e_config(
         f"eval.windows_per_subject={min(size.e2e_windows_per_subject, 256)}",
         f"tracking.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
         "tracking.registered_model=null",
+        "tracking.log_model=false",
     ]
     return load_config(PretrainConfig, None, overrides)
 
