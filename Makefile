@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # torch first, pinned, so the dependency range in pyproject.toml installs nothing bigger
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup quickstart test test-fast lint bench mlflow-server clean
+.PHONY: setup quickstart test test-fast test-heavy lint bench mlflow-server clean
 
 setup: $(VENV)/.installed
 
@@ -27,7 +27,11 @@ test: setup
 	bash scripts/job-submit-smoke.sh
 
 test-fast: setup
-	$(VENV)/bin/pytest -m "not slow"
+	$(VENV)/bin/pytest -m "not slow and not heavy"
+
+## the tests that train models to a useful accuracy (tens of minutes on 2 cores)
+test-heavy: setup
+	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(VENV)/bin/pytest -m heavy
 
 lint: setup
 	$(VENV)/bin/ruff check platform jobs tests bench

@@ -9,6 +9,8 @@ import pytest
 import ray
 
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+# tests start their own Ray, never join a `ray start --head` cluster left on the machine
+os.environ.setdefault("RAY_ADDRESS", "local")
 os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
 
 REPO = Path(__file__).resolve().parents[1]

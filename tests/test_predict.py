@@ -299,6 +299,7 @@ def test_cli_usage_errors(
     )
 
 
+@pytest.mark.slow
 def test_ray_tasks_predict_files_and_report_failures(
     ray_local, models: dict[str, Path], recordings: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -325,8 +326,8 @@ def test_job_runs_on_ray_with_collate(
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, str(JOB), str(recordings["good"]), str(recordings["broken"]),
-         "--model", str(models["smoothed"]), "--out", str(out), "--collate", "--num-cpus", "2"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "RAY_ADDRESS": ""},
+         "--model", str(models["smoothed"]), "--out", str(out), "--collate"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "RAY_ADDRESS": "local"},
     )  # fmt: skip
     assert result.returncode == EXIT_FAILED, result.stderr[-2000:]
     assert "predict [2/2]" in result.stdout + result.stderr
@@ -337,6 +338,7 @@ def test_job_runs_on_ray_with_collate(
 # ---------------------------------------------------------------- real device files
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_every_device_file_is_predicted_or_reported(
     shared_data: Path, ray_local, models: dict[str, Path], tmp_path: Path
@@ -404,6 +406,7 @@ def train_synthetic_model(path: Path, window_seconds: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_accuracy_and_daily_minutes_on_a_known_schedule(tmp_path: Path) -> None:
     window_seconds = 5
     model_path = tmp_path / "synthetic.pt"

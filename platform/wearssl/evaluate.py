@@ -896,7 +896,8 @@ def prepare_inputs(cfg: EvaluateConfig, output: Path, uri: str) -> Inputs:
     """Materialise the datasets, resolve the pre-trained weights, plan the transfer source,
     and check that every window length fits."""
     pretrained = None
-    if cfg.pretrained is not None:
+    used = any(arm in PRETRAINED_ARMS for arm in cfg.arms) or cfg.plots.umap
+    if cfg.pretrained is not None and used:
         pretrained = resolve_weights(cfg.pretrained, output / "weights", uri).path
     datasets, plans = {}, {}
     for dataset in cfg.datasets:
