@@ -322,12 +322,11 @@ def test_export_takes_the_best_neural_arm_and_its_best_trial(tmp_path):
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    started = not ray.is_initialized()
-    if started:
+    """The session's local 2-CPU Ray (started here if no test started it yet, and left
+    running for the others, as conftest's ray_local does)."""
+    if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray.cluster_resources()
-    if started:
-        ray.shutdown()
+    return ray.cluster_resources()
 
 
 QUICK_FINETUNE = {"lr": 1e-3, "batch_size": 8, "max_epochs": 5, "patience": 5, "augment": False}
@@ -344,8 +343,8 @@ def evaluated(ray_cluster, registry, tmp_path_factory):
     with one_torch_thread():
         root = tmp_path_factory.mktemp("evaluate")
         write_labelled_set(str(root / "target"), learnable_set(seed=0))
-        write_labelled_set(str(root / "source"), learnable_set(seed=2))
-        pretraining = learnable_set(seed=1)
+        write_labelled_set(str(root / "source"), learnable_set(n_subjects=4, seed=2))
+        pretraining = learnable_set(n_subjects=4, seed=1)
         pretrained = train_transfer_source(
             pretraining,
             protocol_folds(pretraining.subjects)[0],
