@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from wearssl.config.base import StrictModel
+from wearssl.config.base import StrictModel, require_distinct
 from wearssl.config.evaluate import NAME_PATTERN, Dataset, Finetune, Forest, Protocol
 from wearssl.config.pretrain import TaskName
 
@@ -127,16 +127,13 @@ class Evaluation(StrictModel):
     @field_validator("arms")
     @classmethod
     def _arms_unique_nonempty(cls, arms: list[str]) -> list[str]:
-        if not arms or len(set(arms)) != len(arms):
-            raise ValueError(f"arms must be non-empty without repeats; got {arms}")
+        require_distinct(arms, "arms")
         return arms
 
     @field_validator("datasets")
     @classmethod
     def _dataset_names_unique(cls, datasets: list[Dataset]) -> list[Dataset]:
-        names = [d.name for d in datasets]
-        if len(set(names)) != len(names):
-            raise ValueError(f"dataset names listed twice: {names}")
+        require_distinct([d.name for d in datasets], "dataset names")
         return datasets
 
     @property

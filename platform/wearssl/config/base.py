@@ -28,6 +28,14 @@ class StrictModel(BaseModel):
     )
 
 
+def require_distinct(values: list[Any], what: str) -> None:
+    """A list-valued key must be non-empty and name each value once."""
+    if not values:
+        raise ValueError(f"at least one of {what} is needed")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{what} listed twice: {values}")
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

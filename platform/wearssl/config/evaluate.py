@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from wearssl.config.base import StrictModel
+from wearssl.config.base import StrictModel, require_distinct
 
 ArmName = Literal["forest", "scratch", "frozen", "finetune", "transfer"]
 PRETRAINED_ARMS = ("frozen", "finetune")
@@ -120,18 +120,13 @@ class EvaluateConfig(StrictModel):
     @field_validator("arms")
     @classmethod
     def _arms_unique_nonempty(cls, arms: list[str]) -> list[str]:
-        if not arms:
-            raise ValueError("at least one arm is needed")
-        if len(set(arms)) != len(arms):
-            raise ValueError(f"arms listed twice: {arms}")
+        require_distinct(arms, "arms")
         return arms
 
     @field_validator("datasets")
     @classmethod
     def _dataset_names_unique(cls, datasets: list[Dataset]) -> list[Dataset]:
-        names = [d.name for d in datasets]
-        if len(set(names)) != len(names):
-            raise ValueError(f"dataset names listed twice: {names}")
+        require_distinct([d.name for d in datasets], "dataset names")
         return datasets
 
     @model_validator(mode="after")

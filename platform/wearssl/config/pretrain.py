@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from wearssl.config.base import StrictModel
+from wearssl.config.base import StrictModel, require_distinct
 
 TaskName = Literal["aot", "permute", "time_warp", "scale"]
 
@@ -99,10 +99,7 @@ class PretrainConfig(StrictModel):
     @field_validator("tasks")
     @classmethod
     def _tasks_unique_nonempty(cls, tasks: list[str]) -> list[str]:
-        if not tasks:
-            raise ValueError("at least one pretext task is needed")
-        if len(set(tasks)) != len(tasks):
-            raise ValueError(f"tasks listed twice: {tasks}")
+        require_distinct(tasks, "tasks")
         return tasks
 
     @model_validator(mode="after")
