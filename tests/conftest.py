@@ -18,6 +18,17 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 LOCAL_RAY_CPUS = 2
 
 
+def pseudonym_key_set_to(key: str):
+    """Generator for a fixture: the pseudonymisation key is ``key`` while it is active."""
+    saved = os.environ.get("WEARSSL_PSEUDONYM_KEY")
+    os.environ["WEARSSL_PSEUDONYM_KEY"] = key
+    yield
+    if saved is None:
+        del os.environ["WEARSSL_PSEUDONYM_KEY"]
+    else:
+        os.environ["WEARSSL_PSEUDONYM_KEY"] = saved
+
+
 @pytest.fixture
 def ray_local() -> None:
     """A local 2-CPU Ray, started once and shared; restarted if a multi-node test shut it down."""

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
+from conftest import pseudonym_key_set_to
 from wearssl import corpus
 from wearssl.devices import ReadOptions, read_recording, recording_format
 from wearssl.ingest import (
@@ -50,14 +51,8 @@ LAST_SAMPLE_OFFSET_NS = round(299 * NS / 30)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def pseudonym_key():
-    saved = os.environ.get("WEARSSL_PSEUDONYM_KEY")
-    os.environ["WEARSSL_PSEUDONYM_KEY"] = "test-ingest-key"
-    yield
-    if saved is None:
-        del os.environ["WEARSSL_PSEUDONYM_KEY"]
-    else:
-        os.environ["WEARSSL_PSEUDONYM_KEY"] = saved
+def _module_pseudonym_key():
+    yield from pseudonym_key_set_to("test-ingest-key")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import pseudonym_key_set_to
 from wearssl.cli import main
 from wearssl.devices import recording_format
 from wearssl.hmm import HmmParams, attach_hmm, fit_hmm, label_sequences
@@ -53,14 +54,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def pseudonym_key():
-    saved = os.environ.get("WEARSSL_PSEUDONYM_KEY")
-    os.environ["WEARSSL_PSEUDONYM_KEY"] = "test-predict-key"
-    yield
-    if saved is None:
-        del os.environ["WEARSSL_PSEUDONYM_KEY"]
-    else:
-        os.environ["WEARSSL_PSEUDONYM_KEY"] = saved
+def _module_pseudonym_key():
+    yield from pseudonym_key_set_to("test-predict-key")
 
 
 def sticky_hmm(k: int, stay: float = 0.95, accuracy: float = 0.8) -> HmmParams:
