@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -17,6 +18,7 @@ from ray import tune
 from sklearn.metrics import f1_score
 
 from test_finetune import LEARNABLE_LABELS, learnable_set, one_torch_thread
+from wearssl.cli import main
 from wearssl.config import ConfigError, load_config
 from wearssl.config.evaluate import EvaluateConfig, Finetune
 from wearssl.evaluate import (
@@ -27,17 +29,23 @@ from wearssl.evaluate import (
     check_weights_fit,
     experiment_name,
     export_best_model,
+    failure_line,
     predictions_table,
     run_evaluation,
     scores_from_predictions,
     select_runs,
+    trial_folder,
     trial_specs,
     write_parquet,
 )
 from wearssl.finetune import train_transfer_source
+from wearssl.hmm import checkpoint_hmm
 from wearssl.labelled import write_labelled_set
 from wearssl.model import CheckpointError, harnet, load_checkpoint, save_checkpoint
+from wearssl.predict import EXIT_OK, INFO_SUFFIX
+from wearssl.privacy import KEY_ENV
 from wearssl.splits import Fold, protocol_folds
+from wearssl.synthetic import synth_recording
 from wearssl.weights import CHECKPOINT_ARTIFACT, WeightsError, parse_model_ref, resolve_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -208,6 +216,25 @@ def test_experiment_name_follows_what_decides_the_results(tmp_path):
     assert experiment_name(cfg, changed, specs) != name
 
 
+def test_a_failed_trial_is_named_with_its_error_even_without_a_config():
+    spec = {"dataset": "target", "arm": "forest", "fold": "loso-2", "fold_index": 2, "seed": 0}
+    by_folder = {trial_folder(spec): spec}
+    # what Tune gives for a trial whose actor failed before its first report
+    failed = tune.Result(
+        metrics={"trial_id": "f_00002"},
+        checkpoint=None,
+        error=RuntimeError("Traceback (most recent call last):\nValueError: bad window"),
+        path=f"/storage/experiment/{trial_folder(spec)}",
+    )
+    assert failed.config is None
+    assert failure_line(failed, by_folder) == "target/forest/loso-2/s0: ValueError: bad window"
+    # a folder not named after a trial: the trial's config, else the folder itself
+    configured = replace(failed, metrics={"config": {"trial": spec}}, path="/s/e/f_00002")
+    assert failure_line(configured, by_folder).startswith("target/forest/loso-2/s0: ")
+    bare = replace(failed, error=RuntimeError(), path="/s/e/f_00002")
+    assert failure_line(bare, by_folder) == "/s/e/f_00002: RuntimeError"
+
+
 def test_window_length_mismatch_names_dataset_and_both_lengths(tmp_path):
     path = tmp_path / "harnet10.pt"
     save_checkpoint(path, harnet(10), window_seconds=10)
@@ -274,8 +301,11 @@ def test_best_selection_keeps_the_lowest_validation_loss_seed(tmp_path):
     assert set(zip(scores["arm"], scores["seed"], strict=True)) == best
 
 
-def test_export_takes_the_best_neural_arm_and_its_best_trial(tmp_path):
-    labels = ["a", "b", "c"]
+def export_candidates(tmp_path: Path) -> tuple:
+    """A 4-subject learnable set "d", its folds "f0" and "f1", three neural trials' models
+    (the best: finetune on f1) and a summary in which the forest scores best."""
+    data = replace(learnable_set(n_subjects=4, per_class=3), name="d")
+    folds = [replace(fold, name=f"f{i}") for i, fold in enumerate(protocol_folds(data.subjects))]
     runs = []
     for arm, fold, loss in (
         ("scratch", "f0", 0.9),
@@ -285,7 +315,7 @@ def test_export_takes_the_best_neural_arm_and_its_best_trial(tmp_path):
         folder = tmp_path / f"{arm}-{fold}"
         torch.manual_seed(int(loss * 10))
         save_checkpoint(
-            folder / MODEL_FILE, harnet(5, n_classes=3), window_seconds=5, labels=labels
+            folder / MODEL_FILE, harnet(5, n_classes=3), window_seconds=5, labels=LEARNABLE_LABELS
         )
         record = {
             "dataset": "d",
@@ -298,10 +328,15 @@ def test_export_takes_the_best_neural_arm_and_its_best_trial(tmp_path):
     summary = pd.DataFrame(
         {"dataset": ["d"] * 3, "arm": ["forest", "scratch", "finetune"], "f1_mean": [0.9, 0.5, 0.6]}
     )
-    exported = export_best_model("d", summary, runs, labels, 5, tmp_path / "export")
+    return data, folds, runs, summary
+
+
+def test_export_takes_the_best_neural_arm_and_its_best_trial(tmp_path):
+    data, folds, runs, summary = export_candidates(tmp_path)
+    exported = export_best_model(data, folds, summary, runs, tmp_path / "export")
     assert (exported.arm, exported.trial) == ("finetune", "d/finetune/f1/s0")
     content = load_checkpoint(exported.path)
-    assert content["labels"] == labels and content["window_seconds"] == 5
+    assert content["labels"] == LEARNABLE_LABELS and content["window_seconds"] == 5
     assert content["preprocessing"] == {
         "sample_rate_hz": 30,
         "units": "g",
@@ -311,10 +346,38 @@ def test_export_takes_the_best_neural_arm_and_its_best_trial(tmp_path):
     assert content["arm"] == "finetune" and content["dataset"] == "d"
     source = load_checkpoint(tmp_path / "finetune-f1" / MODEL_FILE)["state_dict"]
     assert all(torch.equal(source[k], v) for k, v in content["state_dict"].items())
-    assert (
-        export_best_model("d", summary[summary["arm"] == "forest"], runs, labels, 5, tmp_path)
-        is None
-    )
+    forest_only = summary[summary["arm"] == "forest"]
+    assert export_best_model(data, folds, forest_only, runs, tmp_path) is None
+
+
+def test_exported_model_carries_the_hmm_of_its_training_fold(tmp_path, capsys, monkeypatch):
+    data, folds, runs, summary = export_candidates(tmp_path)
+    exported = export_best_model(data, folds, summary, runs, tmp_path / "export")
+    hmm = checkpoint_hmm(load_checkpoint(exported.path), exported.path.name)
+    assert hmm is not None and hmm.n_classes == len(LEARNABLE_LABELS)
+    # transitions: per training or validation subject, 3 windows of each class in turn, so
+    # 0->0 twice and 0->1 once (never 2->0 across subjects), plus a pseudo-count of 1
+    fold = folds[1]
+    n_known = len(np.unique(data.subjects[np.concatenate([fold.train, fold.val])]))
+    stay, move = 2 * n_known + 1, n_known + 1
+    np.testing.assert_allclose(hmm.transitions[0], np.array([stay, move, 1]) / (stay + move + 1))
+    np.testing.assert_allclose(hmm.transitions[2], np.array([1, 1, stay]) / (stay + 2))
+    # emissions: the confusion of the exported model on the validation windows
+    model = harnet(5, n_classes=3, pretrained=exported.path).eval()
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(data.windows[fold.val])).argmax(1).numpy()
+    confusion = np.ones((3, 3))
+    np.add.at(confusion, (data.labels[fold.val], predicted), 1)
+    np.testing.assert_allclose(hmm.emissions, confusion / confusion.sum(1, keepdims=True))
+
+    recording = synth_recording(1, seed=3, days=10 / 1440)
+    np.savez(tmp_path / "P01.npz", xyz=recording.xyz, time=recording.times_ms)
+    monkeypatch.setenv(KEY_ENV, "test-evaluate-key")
+    out = tmp_path / "predicted"
+    argv = ["predict", str(tmp_path / "P01.npz"), "--model", str(exported.path), "--out", str(out)]
+    assert main(argv) == EXIT_OK
+    assert "no HMM parameters" not in capsys.readouterr().err
+    assert json.loads((out / "P01" / f"P01{INFO_SUFFIX}").read_text())["hmm"] is True
 
 
 # ---------------------------------------------------------------- on Ray Tune (slow)
@@ -459,6 +522,7 @@ def test_exported_model_is_registered_and_resolvable(evaluated, registry, tmp_pa
     )
     content = load_checkpoint(resolved.path)
     assert content["labels"] == LEARNABLE_LABELS and content["preprocessing"]["window_seconds"] == 5
+    assert checkpoint_hmm(content, resolved.path.name).n_classes == len(LEARNABLE_LABELS)
     model = harnet(5, n_classes=3, pretrained=resolved.path)
     model.eval()
     data = learnable_set(n_subjects=2, per_class=4, seed=5)
@@ -485,7 +549,7 @@ def test_interrupted_evaluation_resumes_without_repeating_finished_trials(
     )
     failing = "target/forest/loso-2/s0"
     monkeypatch.setenv(FAIL_TRIALS_ENV, failing)
-    with pytest.raises(TrialsFailed, match=failing):
+    with pytest.raises(TrialsFailed, match=f"{failing}: RuntimeError: failure injected"):
         run_evaluation(cfg)
     monkeypatch.delenv(FAIL_TRIALS_ENV)
     result = run_evaluation(cfg)

@@ -16,7 +16,7 @@ trials on every node write to it)::
     trials/DATASET/         per trial: record (JSON), test predictions (Parquet), attempts
     results/                scores.csv (per test subject), summary.csv, results.md, trials.csv
     plots/DATASET/          confusion matrix per arm, UMAP
-    export/DATASET.pt       the best fine-tuned model, for the prediction job
+    export/DATASET.pt       the best fine-tuned model with its HMM, for the prediction job
 
 The Tune experiment's name is the config's ``name`` plus a digest of everything that
 decides the trials' results, so re-running the same command resumes an interrupted
@@ -35,7 +35,7 @@ import time
 import uuid
 import warnings
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import matplotlib
@@ -50,6 +50,7 @@ import yaml
 from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param
 from ray import tune
+from ray.tune.experiment import Trial
 from sklearn.metrics import confusion_matrix
 
 from wearssl import runtime, tracking
@@ -59,9 +60,11 @@ from wearssl.corpus import SAMPLE_RATE_HZ, resolve
 from wearssl.finetune import (
     NEURAL_ARMS,
     ArmOutcome,
+    predict_probabilities,
     train_arm,
     train_transfer_source,
 )
+from wearssl.hmm import HmmParams, attach_hmm, fit_hmm, label_sequences
 from wearssl.labelled import (
     INFO_NAME,
     WINDOWS_NAME,
@@ -70,7 +73,7 @@ from wearssl.labelled import (
     write_labelled_set,
 )
 from wearssl.metrics import per_subject_scores, results_markdown, summarise
-from wearssl.model import WINDOW_SAMPLES, CheckpointError, harnet, save_checkpoint
+from wearssl.model import WINDOW_SAMPLES, CheckpointError, HarNet, harnet, save_checkpoint
 from wearssl.splits import Fold, protocol_folds, subset_subjects
 from wearssl.weights import CHECKPOINT_ARTIFACT, resolve_weights
 
@@ -177,6 +180,15 @@ def trial_key(spec: dict[str, Any]) -> str:
 
 def trial_stem(spec: dict[str, Any]) -> str:
     return f"{spec['arm']}-{spec['fold']}-s{spec['seed']}"
+
+
+def trial_folder(spec: dict[str, Any]) -> str:
+    """The name of a trial's folder in Tune's storage."""
+    return f"{spec['dataset']}-{trial_stem(spec)}"
+
+
+def _tune_trial_folder(trial: Trial) -> str:
+    return trial_folder(trial.config["trial"])
 
 
 def trial_specs(
@@ -411,7 +423,11 @@ def run_trials(
         tuner = tune.Tuner(
             trainable,
             param_space={"trial": tune.grid_search(specs)},
-            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=max_concurrent,
+                reuse_actors=True,
+                trial_dirname_creator=_tune_trial_folder,
+            ),
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=storage,
@@ -420,11 +436,8 @@ def run_trials(
             ),
         )
     grid = tuner.fit()
-    failed = [
-        f"{trial_key(r.config['trial'])}: {str(r.error).strip().splitlines()[-1]}"
-        for r in grid
-        if r.error is not None
-    ]
+    by_folder = {trial_folder(spec): spec for spec in specs}
+    failed = [failure_line(r, by_folder) for r in grid if r.error is not None]
     if failed:
         raise TrialsFailed(
             f"{len(failed)} of {len(grid)} trials failed ({'; '.join(failed)}); finished trials "
@@ -432,9 +445,25 @@ def run_trials(
         )
     runs = []
     for result in grid:
-        paths = trial_paths(context["output"], result.config["trial"])
+        paths = trial_paths(context["output"], result_spec(result, by_folder))
         runs.append(TrialRun(json.loads(paths["record"].read_text()), result.checkpoint))
     return runs
+
+
+def result_spec(result: tune.Result, by_folder: dict[str, dict]) -> dict[str, Any] | None:
+    """The spec of a result's trial, found by its folder (:func:`trial_folder`), since the
+    result of a trial whose actor failed before its first report has no config; trials of
+    an experiment begun before folders were named after trials are found by their config."""
+    spec = by_folder.get(PurePosixPath(result.path).name)
+    return spec if spec is not None else (result.config or {}).get("trial")
+
+
+def failure_line(result: tune.Result, by_folder: dict[str, dict]) -> str:
+    """``trial key: last line of its error`` (the folder when the trial is unknown)."""
+    spec = result_spec(result, by_folder)
+    lines = str(result.error).strip().splitlines()
+    name = trial_key(spec) if spec is not None else result.path
+    return f"{name}: {lines[-1] if lines else type(result.error).__name__}"
 
 
 # ---------------------------------------------------------------- transfer source
@@ -697,18 +726,19 @@ class ExportedModel:
 
 
 def export_best_model(
-    dataset: str,
+    data: LabelledSet,
+    folds: list[Fold],
     summary: pd.DataFrame,
     runs: list[TrialRun],
-    label_names: list[str],
-    window_seconds: int,
     out_dir: str | Path,
 ) -> ExportedModel | None:
-    """Re-save the dataset's best fine-tuned model with what a prediction job needs.
+    """Re-save the best fine-tuned model of ``data`` with what a prediction job needs,
+    its HMM included (:func:`fold_hmm` on the trial's fold of ``folds``).
 
     Best arm: the neural arm with the highest mean F1 in ``summary``; best trial: that
     arm's trial with the lowest validation loss. None when no neural arm ran.
     """
+    dataset, label_names, window_seconds = data.name, data.label_names, data.window_seconds
     neural = summary[(summary["dataset"] == dataset) & summary["arm"].isin(NEURAL_ARMS)]
     if neural.empty:
         return None
@@ -743,6 +773,8 @@ def export_best_model(
             "f1_mean": float(best_arm["f1_mean"]),
         },
     )
+    fold = next(f for f in folds if f.name == best.record["fold"])
+    attach_hmm(out, fold_hmm(model, data, fold))
     return ExportedModel(
         dataset,
         out,
@@ -751,6 +783,22 @@ def export_best_model(
         float(best.record["val_loss"]),
         float(best_arm["f1_mean"]),
     )
+
+
+def fold_hmm(model: HarNet, data: LabelledSet, fold: Fold) -> HmmParams:
+    """The HMM of ``model``, trained on ``fold``: prior and transitions from the labels of
+    the fold's training and validation windows in time order per subject; emissions from
+    the model's predictions on the validation windows, the ones it was not trained on (on
+    its training windows it is right far more often than on new people)."""
+    known = np.concatenate([fold.train, fold.val])
+    sequences = label_sequences(
+        data.labels[known],
+        data.subjects[known],
+        data.times_ms[known],
+        window_ms=data.window_seconds * 1000,
+    )
+    probabilities = predict_probabilities(model, data.windows[fold.val], batch_size=256)
+    return fit_hmm(sequences, probabilities, data.labels[fold.val], len(data.label_names))
 
 
 def register_export(
@@ -955,9 +1003,8 @@ def finish_dataset(
         )
     exported = None
     if cfg.export.enabled:
-        exported = export_best_model(
-            name, summary, selected, data.label_names, data.window_seconds, output / "export"
-        )
+        folds = evaluation_folds(data, cfg.protocol)
+        exported = export_best_model(data, folds, summary, selected, output / "export")
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = tracking.experiment_id(EXPERIMENT, uri)
     parent = client.create_run(
