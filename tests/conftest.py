@@ -12,6 +12,9 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 # tests start their own Ray, never join a `ray start --head` cluster left on the machine
 os.environ.setdefault("RAY_ADDRESS", "local")
 os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+# the cluster's storage root, as cluster.yaml exports it: the shipped paper configs name
+# s3://your-bucket/... paths, which wearssl.paths refuses unless a root holds them
+os.environ.setdefault("WEARSSL_STORAGE", "s3://your-bucket")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -61,7 +61,7 @@ from ray.train import Checkpoint
 from wearssl import corpus, epochs, runtime, tracking
 from wearssl.config import ConfigError, flatten, load_config
 from wearssl.config.ablate import COUNT_KINDS, PRETRAINED_ARMS, AblateConfig, Sweep
-from wearssl.config.base import apply_override, describe_errors
+from wearssl.config.base import apply_override, describe_errors, roots_context
 from wearssl.config.evaluate import Finetune, Protocol
 from wearssl.config.pretrain import PretrainConfig
 from wearssl.evaluate import (
@@ -77,6 +77,7 @@ from wearssl.evaluate import (
 from wearssl.finetune import train_arm
 from wearssl.labelled import INFO_NAME, WINDOWS_NAME
 from wearssl.metrics import per_subject_scores, summarise
+from wearssl.paths import default_roots
 from wearssl.pretrain import MODEL_FILE, ensure_corpus, run_pretraining
 from wearssl.splits import Fold, protocol_folds, subset_subjects
 from wearssl.weights import resolve_weights
@@ -214,13 +215,19 @@ def base_pretrain_config(cfg: AblateConfig, uri: str) -> PretrainConfig:
     return pretrain_config(pretrain.model_dump(mode="json"), settings, "pretrain")
 
 
-def pretrain_config(base: dict[str, Any], settings: dict[str, Any], source: str) -> PretrainConfig:
-    """``base`` (a dumped config) with dotted-key ``settings`` applied, validated."""
+def pretrain_config(
+    base: dict[str, Any],
+    settings: dict[str, Any],
+    source: str,
+    roots: list[str] | None = None,
+) -> PretrainConfig:
+    """``base`` (a dumped config) with dotted-key ``settings`` applied, validated; its paths
+    within ``roots`` (None: this process's, see :mod:`wearssl.paths`)."""
     data = copy.deepcopy(base)
     for dotted, value in settings.items():
         apply_override(data, dotted.split("."), value)
     try:
-        return PretrainConfig.model_validate(data)
+        return PretrainConfig.model_validate(data, context=roots_context(roots))
     except ValidationError as err:
         raise ConfigError(describe_errors(err, source)) from None
 
@@ -452,7 +459,11 @@ def trial_pretrain_config(
         "subset.seed": spec["seed"],
         "optim.seed": context["pretrain_base"]["optim"]["seed"] + spec["seed"],
     }
-    return pretrain_config(context["pretrain_base"], settings, f"trial {spec['key']}")
+    # A trial runs in Tune's trial folder, maybe on another node: the driver's roots decide
+    # (the driver checked every trial's config), plus the folder relative paths resolve in.
+    roots = context.get("roots")
+    roots = None if roots is None else [*roots, os.getcwd()]
+    return pretrain_config(context["pretrain_base"], settings, f"trial {spec['key']}", roots)
 
 
 def pretrain_stage(
@@ -965,6 +976,7 @@ def run_ablation(cfg: AblateConfig) -> AblationResult:
         experiment=experiment,
         sweep_dir=str(sweep_dir),
         pretrain_storage=f"{storage.rstrip('/')}/pretrain",
+        roots=default_roots(),
     )
     for spec in specs:
         if spec["pretrain"] is not None:

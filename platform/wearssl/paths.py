@@ -17,6 +17,16 @@ Object-store URIs are allowed only under a root of the same scheme and bucket th
 configured explicitly: there is no default ``s3://`` or ``gs://`` root. Local paths are
 resolved (``~`` expanded, ``..`` and symlinks followed) before the comparison, so neither
 ``..`` nor a symlink inside a root can lead out of it.
+
+The config schemas (:mod:`wearssl.config`) type every path-valued key with
+:data:`wearssl.config.base.ConfigPath` (or its weights-spec and tracking-URI variants), so
+:func:`wearssl.config.load_config` and any ``model_validate`` refuse such a value with a
+``ConfigError`` naming the dotted key, the value and the roots. The roots are read from the
+environment of the process that validates, when it validates; a job that validates again
+elsewhere (an ablation trial on a Ray worker, whose working directory is Tune's trial folder)
+passes the driver's roots along instead of trusting the worker's working directory.
+Operators declare roots in the environment, never in the config file itself, since the point
+is to constrain what a config's author may reach.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ STORAGE_ENV = "WEARSSL_STORAGE"
 
 _URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
+_URI_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):")
 
 
 def split_roots(text: str) -> list[str]:
@@ -107,16 +118,73 @@ def within_roots(value: str, roots: Iterable[str]) -> bool:
     return False
 
 
-def check_within_roots(key: str, value: str, roots: list[str]) -> None:
-    """Raise ``ValueError`` naming ``key`` and ``value`` unless ``value`` lies under a root."""
+def outside_roots(value: str, roots: list[str]) -> str | None:
+    """Why ``value`` may not be used (not a path, or outside every root); None when it may."""
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"config key '{key}': {value!r} is not a path")
+        return f"{value!r} is not a path"
     try:
         inside = within_roots(value, roots)
     except (OSError, RuntimeError, ValueError) as err:  # RuntimeError: symlink loop
-        raise ValueError(f"config key '{key}': {value!r} is not a usable path ({err})") from None
+        return f"{value!r} is not a usable path ({err})"
     if not inside:
-        raise ValueError(
-            f"config key '{key}': {value!r} is outside the allowed data and storage roots "
+        return (
+            f"{value!r} is outside the allowed data and storage roots "
             f"({', '.join(roots)}); add its root to {ROOTS_ENV} to allow it"
         )
+    return None
+
+
+def check_within_roots(key: str, value: str, roots: list[str]) -> None:
+    """Raise ``ValueError`` naming ``key`` and ``value`` unless ``value`` lies under a root."""
+    problem = outside_roots(value, roots)
+    if problem is not None:
+        raise ValueError(f"config key '{key}': {problem}")
+
+
+# MLflow references name a run or a registered model, not a place to read or write.
+MLFLOW_REFERENCES = ("models:/", "runs:/")
+# Tracking URIs whose store is a local file; any other scheme names a server.
+_LOCAL_TRACKING_SCHEMES = ("", "file", "sqlite")
+
+
+def weights_outside_roots(spec: str, roots: list[str]) -> str | None:
+    """:func:`outside_roots` for a weights spec: MLflow references pass, files are checked."""
+    if isinstance(spec, str) and spec.strip().startswith(MLFLOW_REFERENCES):
+        return None
+    return outside_roots(spec.strip() if isinstance(spec, str) else spec, roots)
+
+
+def tracking_store_path(uri: str) -> str | None:
+    """The local file or folder an MLflow tracking URI stores runs in; None for a server.
+
+    ``mlruns`` and ``file:///x/mlruns`` name a folder, ``sqlite:///rel.db`` and
+    ``sqlite:////abs/x.db`` a database file (SQLAlchemy's three or four slashes);
+    ``http(s)://``, ``databricks`` and database servers are not local places.
+    """
+    match = _URI_SCHEME.match(uri)
+    scheme = match["scheme"].lower() if match else ""
+    if scheme not in _LOCAL_TRACKING_SCHEMES:
+        return None
+    if scheme == "sqlite":
+        body = uri[len("sqlite:") :]
+        path = body[3:] if body.startswith("///") else body
+        return None if path in ("", "//", ":memory:") else path
+    if scheme == "file":
+        return unquote(urlsplit(uri).path) or "."
+    return uri
+
+
+def tracking_outside_roots(uri: str, roots: list[str]) -> str | None:
+    """:func:`outside_roots` for a tracking URI's local store (servers pass)."""
+    if not isinstance(uri, str):
+        return f"{uri!r} is not a tracking URI"
+    if not uri.strip():
+        return None  # empty: MLFLOW_TRACKING_URI or the default store, as for None
+    try:
+        path = tracking_store_path(uri.strip())
+    except ValueError as err:
+        return f"{uri!r} is not a usable tracking URI ({err})"
+    if path is None:
+        return None
+    problem = outside_roots(path, roots)
+    return None if problem is None else f"tracking store of {uri!r}: {problem}"

@@ -13,8 +13,15 @@ from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from wearssl.config.base import StrictModel, require_distinct
-from wearssl.config.evaluate import NAME_PATTERN, Dataset, Finetune, Forest, Protocol
+from wearssl.config.base import (
+    NAME_PATTERN,
+    ConfigPath,
+    StrictModel,
+    TrackingUri,
+    WeightsSpec,
+    require_distinct,
+)
+from wearssl.config.evaluate import Dataset, Finetune, Forest, Protocol
 from wearssl.config.pretrain import TaskName
 
 SweepKind = Literal[
@@ -102,7 +109,7 @@ class Sweep(Axis):
 class PretrainBase(StrictModel):
     """The pre-training every point starts from (pre-training kinds only)."""
 
-    config: str = Field(
+    config: ConfigPath = Field(
         "configs/pretrain/quickstart.yaml", description="pre-training YAML (jobs/pretrain.py)"
     )
     overrides: list[str] = Field(
@@ -115,7 +122,7 @@ class Evaluation(StrictModel):
 
     datasets: list[Dataset] = Field(min_length=1)
     arms: list[AblationArm] = ["scratch", "finetune"]
-    pretrained: str | None = Field(
+    pretrained: WeightsSpec | None = Field(
         None,
         description="weights of frozen/finetune in a labelled_subjects sweep "
         "(models:/NAME/VERSION, runs:/RUN_ID or a file); pre-training sweeps use their own",
@@ -164,18 +171,18 @@ class Resources(StrictModel):
     eval_cpus: float = Field(1.0, gt=0, description="CPUs of a trial's evaluation task")
     eval_gpus: float = Field(0.0, ge=0, le=1, description="GPU share of it, where GPUs exist")
     max_failures: int = Field(2, ge=0, description="retries of a failed trial")
-    storage_path: str | None = Field(
+    storage_path: ConfigPath | None = Field(
         None, description="Ray Tune and pre-training storage; None: OUTPUT/runs"
     )
 
 
 class Tracking(StrictModel):
-    tracking_uri: str | None = None
+    tracking_uri: TrackingUri | None = None
 
 
 class AblateConfig(StrictModel):
     name: str = Field("mini", min_length=1, pattern=NAME_PATTERN)
-    output_dir: str = Field("outputs/ablate", description="results go to OUTPUT_DIR/NAME")
+    output_dir: ConfigPath = Field("outputs/ablate", description="results go to OUTPUT_DIR/NAME")
     sweep: Sweep
     pretrain: PretrainBase = PretrainBase()
     evaluation: Evaluation

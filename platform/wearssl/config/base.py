@@ -2,16 +2,29 @@
 
 Every failure is a :class:`ConfigError` whose message names the file and the dotted key,
 so a user never sees a traceback from deep inside Ray or torch for a typo.
+
+Path-valued keys are typed :data:`ConfigPath`, :data:`WeightsSpec` or :data:`TrackingUri`:
+their values must lie within the data and storage roots of :mod:`wearssl.paths` (the
+working directory, the temp directory, ``WEARSSL_STORAGE`` and ``WEARSSL_DATA_ROOTS``).
+The roots are those of the validating process, unless the validation context names them
+(``load_config(..., roots=...)`` or ``model_validate(data, context={"roots": [...]})``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
+
+from wearssl.paths import (
+    default_roots,
+    outside_roots,
+    tracking_outside_roots,
+    weights_outside_roots,
+)
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
@@ -26,6 +39,38 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False
     )
+
+
+ROOTS_CONTEXT = "roots"
+# A job, run or dataset name, used as one folder name under an output or storage folder:
+# letters, digits, '_', '-' and '.', but never '.' or '..' (which would leave that folder).
+NAME_PATTERN = r"^[A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
+
+
+def validation_roots(info: ValidationInfo | None) -> list[str]:
+    """The roots named by the validation context, else those of this process now."""
+    context = info.context if info is not None else None
+    if isinstance(context, Mapping) and context.get(ROOTS_CONTEXT) is not None:
+        return list(context[ROOTS_CONTEXT])
+    return default_roots()
+
+
+def _roots_check(problem: Callable[[str, list[str]], str | None]):
+    def check(value: str, info: ValidationInfo) -> str:
+        reason = problem(value, validation_roots(info))
+        if reason is not None:
+            raise ValueError(reason)
+        return value
+
+    return AfterValidator(check)
+
+
+# A local path or object-store URI that a job reads or writes: within the roots.
+ConfigPath = Annotated[str, _roots_check(outside_roots)]
+# models:/..., runs:/... (MLflow references, not places) or a checkpoint file within the roots.
+WeightsSpec = Annotated[str, _roots_check(weights_outside_roots)]
+# An MLflow tracking URI: a server, or a local store (folder, file:, sqlite:) within the roots.
+TrackingUri = Annotated[str, _roots_check(tracking_outside_roots)]
 
 
 def require_distinct(values: list[Any], what: str) -> None:
@@ -96,17 +141,26 @@ def load_config(
     schema: type[Schema],
     path: str | Path | None = None,
     overrides: Iterable[str] = (),
+    roots: Sequence[str] | None = None,
 ) -> Schema:
-    """Read ``path`` (optional), apply ``key=value`` overrides in order, validate by ``schema``."""
+    """Read ``path`` (optional), apply ``key=value`` overrides in order, validate by ``schema``.
+
+    Path-valued keys must lie within ``roots`` (default: :func:`wearssl.paths.default_roots`).
+    """
     data = read_yaml(path) if path is not None else {}
     for text in overrides:
         keys, value = parse_override(text)
         apply_override(data, keys, value)
     source = str(path) if path is not None else "(defaults)"
     try:
-        return schema.model_validate(data)
+        return schema.model_validate(data, context=roots_context(roots))
     except ValidationError as err:
         raise ConfigError(describe_errors(err, source)) from None
+
+
+def roots_context(roots: Sequence[str] | None) -> dict[str, Any]:
+    """A validation context checking path-valued keys against ``roots`` (None: the defaults)."""
+    return {ROOTS_CONTEXT: list(roots) if roots is not None else default_roots()}
 
 
 def flatten(config: BaseModel | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

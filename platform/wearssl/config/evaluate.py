@@ -6,11 +6,17 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from wearssl.config.base import StrictModel, require_distinct
+from wearssl.config.base import (
+    NAME_PATTERN,
+    ConfigPath,
+    StrictModel,
+    TrackingUri,
+    WeightsSpec,
+    require_distinct,
+)
 
 ArmName = Literal["forest", "scratch", "frozen", "finetune", "transfer"]
 PRETRAINED_ARMS = ("frozen", "finetune")
-NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
 
 class SyntheticLabelled(StrictModel):
@@ -26,7 +32,7 @@ class Dataset(StrictModel):
     """One labelled set: a folder written by the ingest job, or a synthetic one."""
 
     name: str = Field(min_length=1, pattern=NAME_PATTERN)
-    path: str | None = Field(None, description="labelled-set folder (local path or URI)")
+    path: ConfigPath | None = Field(None, description="labelled-set folder (local path or URI)")
     synthetic: SyntheticLabelled | None = Field(
         None, description="generate this set into the output folder instead of reading path"
     )
@@ -76,7 +82,7 @@ class Resources(StrictModel):
     max_concurrent_trials: int | None = Field(
         None, ge=1, description="None: as many as the cluster's CPUs (and GPUs) hold"
     )
-    storage_path: str | None = Field(None, description="Ray Tune storage; None: OUTPUT/tune")
+    storage_path: ConfigPath | None = Field(None, description="Ray Tune storage; None: OUTPUT/tune")
 
 
 class Plots(StrictModel):
@@ -94,15 +100,15 @@ class Export(StrictModel):
 
 
 class Tracking(StrictModel):
-    tracking_uri: str | None = None
+    tracking_uri: TrackingUri | None = None
 
 
 class EvaluateConfig(StrictModel):
     name: str = Field("quickstart", min_length=1, pattern=NAME_PATTERN)
-    output_dir: str = Field("runs/evaluate", description="results go to OUTPUT_DIR/NAME")
+    output_dir: ConfigPath = Field("runs/evaluate", description="results go to OUTPUT_DIR/NAME")
     datasets: list[Dataset] = Field(min_length=1)
     arms: list[ArmName] = ["forest", "scratch", "frozen", "finetune"]
-    pretrained: str | None = Field(
+    pretrained: WeightsSpec | None = Field(
         None,
         description="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID or a checkpoint file",
     )

@@ -6,9 +6,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from wearssl.config.base import StrictModel
+from wearssl.config.base import NAME_PATTERN, ConfigPath, StrictModel, TrackingUri, WeightsSpec
 
-NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 MethodName = Literal["integrated_gradients", "deeplift", "input_x_gradient", "lrp"]
 HeadName = Literal["classifier", "aot", "permute", "time_warp", "scale"]
 
@@ -16,7 +15,7 @@ HeadName = Literal["classifier", "aot", "permute", "time_warp", "scale"]
 class CorpusWindows(StrictModel):
     """Held-out subjects' windows of a corpus, drawn as the pre-training job's evaluation set."""
 
-    path: str = Field(min_length=1, description="corpus root (local path or URI)")
+    path: ConfigPath = Field(min_length=1, description="corpus root (local path or URI)")
     split: Literal["test", "train"] = "test"
     max_subjects: int = Field(20, ge=1)
     windows_per_subject: int = Field(16, ge=1, description="std-weighted draws per subject-day")
@@ -26,7 +25,7 @@ class CorpusWindows(StrictModel):
 class LabelledWindows(StrictModel):
     """Windows of a labelled set, restricted to subjects a classifier did not train on."""
 
-    path: str = Field(min_length=1, description="labelled-set folder (local path or URI)")
+    path: ConfigPath = Field(min_length=1, description="labelled-set folder (local path or URI)")
     subjects: list[str] | None = Field(None, description="use only these subject pseudonyms")
     fold: int | None = Field(
         None, ge=0, description="use the test subjects of this fold of the evaluation protocol"
@@ -134,13 +133,13 @@ class Resources(StrictModel):
 
 
 class Tracking(StrictModel):
-    tracking_uri: str | None = None
+    tracking_uri: TrackingUri | None = None
 
 
 class ExplainConfig(StrictModel):
     name: str = Field("quickstart", min_length=1, pattern=NAME_PATTERN)
-    output_dir: str = Field("outputs/explain", description="results go to OUTPUT_DIR/NAME")
-    model: str = Field(
+    output_dir: ConfigPath = Field("outputs/explain", description="results go to OUTPUT_DIR/NAME")
+    model: WeightsSpec = Field(
         min_length=1,
         description="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID or a wearssl "
         "checkpoint file (its heads are explained, so a bare published state dict will not do)",

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from wearssl.config.base import StrictModel, require_distinct
+from wearssl.config.base import NAME_PATTERN, ConfigPath, StrictModel, TrackingUri, require_distinct
 
 TaskName = Literal["aot", "permute", "time_warp", "scale"]
 
@@ -17,7 +17,7 @@ class SyntheticCorpus(StrictModel):
     subjects: int = Field(12, ge=2)
     days: int = Field(1, ge=1)
     seed: int = 0
-    out: str = "data/synthetic"
+    out: ConfigPath = "data/synthetic"
 
 
 class Subset(StrictModel):
@@ -64,7 +64,7 @@ class Runtime(StrictModel):
     data_cpus: float = Field(
         1.0, gt=0, description="CPUs kept free of training workers for Ray Data"
     )
-    storage_path: str = "runs"
+    storage_path: ConfigPath = "runs"
     max_failures: int = Field(2, ge=0)
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_SPREAD"] = Field(
         "PACK", description="PACK for multi-GPU nodes; SPREAD puts workers on different nodes"
@@ -73,7 +73,7 @@ class Runtime(StrictModel):
 
 
 class Tracking(StrictModel):
-    tracking_uri: str | None = None
+    tracking_uri: TrackingUri | None = None
     registered_model: str | None = "harnet-ssl"
     log_model: bool = Field(True, description="log the final model with mlflow.pytorch")
     experiment: str = Field("pretrain", min_length=1, description="job kind of the experiment")
@@ -81,8 +81,10 @@ class Tracking(StrictModel):
 
 
 class PretrainConfig(StrictModel):
-    name: str = Field("quickstart", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    corpus: str | None = Field(None, description="corpus root; None generates a synthetic one")
+    name: str = Field("quickstart", min_length=1, pattern=NAME_PATTERN)
+    corpus: ConfigPath | None = Field(
+        None, description="corpus root; None generates a synthetic one"
+    )
     synthetic: SyntheticCorpus = SyntheticCorpus()
     window_seconds: Literal[5, 10] = Field(
         10, description="10-s corpus rows feed 10-s models, or two 5-s windows each"
