@@ -277,3 +277,22 @@ def test_save_checkpoint_rejects_extra_that_would_not_load(
     with pytest.raises(ValueError, match=message):
         save_checkpoint(path, harnet(5), window_seconds=5, extra=extra)
     assert not path.exists()
+
+
+@pytest.mark.parametrize("n_classes", [None, 5])
+def test_fresh_heads_start_near_uniform_probabilities(n_classes: int | None) -> None:
+    """Convolutions are Kaiming fan-out as published, but the heads must not be: a fan-out
+    Kaiming head starts with a loss of ~10 and the pretext tasks never leave chance on CPU."""
+    torch.manual_seed(0)
+    model = harnet(5, n_classes=n_classes).eval()
+    x = torch.randn(64, 3, 150) * 0.3
+    with torch.no_grad():
+        out = model(x)
+    heads = {"classifier": out} if n_classes is not None else out
+    for name, logits in heads.items():
+        labels = torch.randint(0, logits.shape[1], (64,))
+        loss = torch.nn.functional.cross_entropy(logits, labels).item()
+        assert abs(loss - math.log(logits.shape[1])) < 0.25, (name, loss)
+    conv = next(m for m in model.feature_extractor.modules() if isinstance(m, torch.nn.Conv1d))
+    fan_out = conv.out_channels * conv.kernel_size[0]
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / fan_out), rel=0.15)

@@ -109,7 +109,6 @@ def build_classifier(
         raise ValueError(f"arm {arm!r} is not a neural arm {NEURAL_ARMS}")
     torch.manual_seed(seed)
     model = harnet(window_seconds, n_classes=n_classes)
-    reset_head(model)
     if arm in INITIALISED_ARMS:
         if init is None:
             raise ValueError(f"arm {arm!r} needs weights to start from")
@@ -118,19 +117,6 @@ def build_classifier(
     if arm == "frozen":
         freeze_feature_extractor(model)
     return model
-
-
-def reset_head(model: HarNet) -> None:
-    """PyTorch's default Linear initialisation for the head.
-
-    harnet initialises every Linear layer Kaiming-normal (fan-out), which makes the
-    initial logits of a k-class head large (SD ~ 8 on synthetic data, initial loss ~ 10);
-    at the protocol's lr 1e-4 the first epochs are spent undoing that. The default
-    (uniform in +-1/sqrt(fan_in)) starts near uniform class probabilities.
-    """
-    for module in model.classifier.modules():
-        if isinstance(module, torch.nn.Linear):
-            module.reset_parameters()
 
 
 def freeze_feature_extractor(model: HarNet) -> None:
