@@ -114,13 +114,17 @@ def pretext_loss(
     generator: torch.Generator,
     augment: bool,
     autocast: bool,
-) -> tuple[torch.Tensor, dict[str, tuple[int, int]]]:
-    """Transform a batch, forward once, mean of the tasks' cross-entropies; (loss, hits/counts)."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transform a batch, forward once; (mean of the tasks' cross-entropies, each task's
+    number of correct predictions as a ``(len(tasks),)`` tensor).
+
+    Both stay on the device: callers sum them over an epoch and read them back once, so a
+    GPU step never waits for the host."""
     x, labels = pretext_step(x, generator, tasks=tuple(tasks), augment_orientation=augment)
     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=autocast):
         logits = model(x)
     losses = [F.cross_entropy(logits[t].float(), labels[t]) for t in tasks]
-    hits = {t: (int((logits[t].argmax(1) == labels[t]).sum()), len(labels[t])) for t in tasks}
+    hits = torch.stack([(logits[t].argmax(1) == labels[t]).sum() for t in tasks])
     return torch.stack(losses).mean(), hits
 
 
@@ -154,17 +158,18 @@ def evaluate_heldout(
     The pretext labels come from a fixed generator, so every epoch sees the same problems."""
     model.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
-    loss_sum, hit_sums, count = 0.0, dict.fromkeys(tasks, 0.0), 0.0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    hit_sums = torch.zeros(len(tasks), dtype=torch.int64, device=device)
+    count = 0
     with torch.no_grad():
         for start in range(0, len(windows), batch_size):
             rows = torch.from_numpy(windows[start : start + batch_size]).to(device).float()
             x = model_windows(rows, window_seconds)
             loss, hits = pretext_loss(model, x, tasks, generator, False, autocast)
-            loss_sum += float(loss) * len(x)
+            loss_sum += loss * len(x)
+            hit_sums += hits
             count += len(x)
-            for task in tasks:
-                hit_sums[task] += hits[task][0]
-    reduced = _allreduce([loss_sum, count, *hit_sums.values()], device)
+    reduced = _allreduce([float(loss_sum), count, *hit_sums.tolist()], device)
     total = max(reduced[1], 1.0)
     metrics = {"val_loss": reduced[0] / total}
     metrics.update({f"val_acc_{t}": h / total for t, h in zip(tasks, reduced[2:], strict=True)})
@@ -260,8 +265,9 @@ def train_loop(config: dict) -> None:
         generator = torch.Generator(device=device).manual_seed(
             epochs._stable_seed("pretext", config["seed"], epoch, rank)
         )
-        started, seen, train_loss, steps = time.perf_counter(), 0, 0.0, 0
-        train_hits = dict.fromkeys(tasks, 0)
+        started, seen, steps = time.perf_counter(), 0, 0
+        train_loss = torch.zeros((), dtype=torch.float64, device=device)
+        train_hits = torch.zeros(len(tasks), dtype=torch.int64, device=device)
         read_nodes: set[str] = set()
         shard = _epoch_shard(config, epoch, rank, world)
         for batch in shard.iter_batches(
@@ -285,13 +291,12 @@ def train_loop(config: dict) -> None:
             state["step"] += 1
             steps += 1
             seen += len(x)
-            train_loss += float(loss)
-            for task in tasks:
-                train_hits[task] += hits[task][0]
+            train_loss += loss.detach()
+            train_hits += hits
             if steps >= config["steps_per_epoch_cap"]:
                 break
         elapsed = time.perf_counter() - started
-        reduced = _allreduce([seen, train_loss, steps, *train_hits.values()], device)
+        reduced = _allreduce([seen, float(train_loss), steps, *train_hits.tolist()], device)
         n_seen = max(reduced[0], 1)
         all_nodes = _gather_sets(read_nodes)
         metrics = {
