@@ -15,6 +15,7 @@ from wearssl.devices import (
     CsvColumns,
     ReadOptions,
     RecordingError,
+    read_csv_recording,
     read_recording,
     recording_format,
     recording_stem,
@@ -216,6 +217,139 @@ def test_csv_rows_with_missing_or_repeated_times_are_dropped_and_counted(tmp_pat
     assert read.n_samples == 3
     assert read.read_errors == 2
     assert np.all(np.diff(read.times_ns) > 0)
+
+
+# ---------------------------------------------------------------- CSV without a header row
+
+BY_POSITION = ReadOptions(columns=CsvColumns.parse(["time=0,x=1,y=2,z=3"]))
+
+
+def _ggir_rows_exact(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Times (int64 ns, from the text: exact) and x, y, z (float32) of a GGIR CSV."""
+    from decimal import Decimal
+
+    times, xyz = [], []
+    for line in path.read_text().splitlines():
+        fields = line.split(",")
+        if ":" in fields[0]:  # wall-clock text, kept as it is
+            times.append(np.datetime64(fields[0].replace(" ", "T"), "ns").astype(np.int64))
+        else:  # unix seconds
+            times.append(int(Decimal(fields[0]) * NS))
+        xyz.append([np.float32(v) for v in fields[1:4]])
+    return np.array(times, np.int64), np.array(xyz, np.float32)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    "name, device_file, still_g",
+    [
+        ("GGIR_ax3_testfile_unix_timestamps.csv", "ax3_testfile.cwa", (0.95, 1.15)),
+        # the AX6 reads ~0.07 g at rest over these first 2 s, in its .cwa just the same
+        # (~1 g later on); gyro columns 4-6 read ~15.8 in magnitude
+        ("GGIR_ax6_testfile_formatted_timestamps.csv", "ax6_testfile.cwa", (0.05, 0.1)),
+    ],
+)
+def test_ggir_csvs_read_by_column_position(shared_data, name, device_file, still_g):
+    devices = shared_data / "devices"
+    read = read_recording(str(devices / name), BY_POSITION)
+    times, xyz = _ggir_rows_exact(devices / name)
+    assert read.n_samples == len(times) > 200 and read.read_errors == 0  # no header row lost
+    np.testing.assert_array_equal(read.times_ns, times)
+    np.testing.assert_array_equal(read.xyz, xyz)
+    assert np.all(np.diff(read.times_ns) > 0)
+    assert read.sample_rate_hz == pytest.approx(100, rel=0.02)
+    assert read.duration_seconds == pytest.approx(2.1, abs=0.05)
+    # at rest the whole time: one steady magnitude, the device's own over the same span
+    magnitude = np.linalg.norm(read.xyz, axis=1)
+    assert read.xyz[1:].std(axis=0).max() < 0.15
+    assert still_g[0] < np.median(magnitude) < still_g[1]
+    device = read_recording(str(devices / device_file))
+    span = (device.times_ns >= read.times_ns[0]) & (device.times_ns <= read.times_ns[-1])
+    assert np.linalg.norm(device.xyz[span], axis=1).mean() == pytest.approx(
+        magnitude.mean(), abs=0.01
+    )
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_headerless_csv_with_unix_seconds_reads_back_exactly(tmp_path, gz):
+    # columns out of order and a column to ignore: z, unused, time, x, y
+    xyz = np.array([[0.015625, -0.5, 1.0], [0.25, -0.375, 0.984375], [0.0, 0.125, -1.5]])
+    seconds = ["1700000000.000", "1700000000.010", "1700000000.020"]
+    text = "".join(
+        f"{z},{9.5 * i},{t},{x},{y}\n"
+        for i, (t, (x, y, z)) in enumerate(zip(seconds, xyz, strict=True))
+    ).encode()
+    path = tmp_path / ("rec.csv.gz" if gz else "rec.csv")
+    path.write_bytes(gzip.compress(text) if gz else text)
+    columns = CsvColumns.parse(["time=2", "x=3", "y=4", "z=0"])
+    assert columns.positional
+    read = read_recording(str(path), ReadOptions(columns=columns, timezone="Europe/Paris"))
+    np.testing.assert_array_equal(read.xyz, xyz.astype(np.float32))
+    paris = 3600 * NS  # unix times are absolute: moved onto the Paris wall clock
+    expected = 1_700_000_000 * NS + np.array([0, 10, 20]) * 1_000_000 + paris
+    np.testing.assert_array_equal(read.times_ns, expected)
+    assert read.sample_rate_hz == pytest.approx(100)
+
+
+def test_headerless_csv_with_wall_clock_strings_and_labels(tmp_path):
+    (tmp_path / "rec.csv").write_text(
+        "2019-12-23 21:04:06.690,0.5,0.25,-1,walk\n"
+        "2019-12-23 21:04:06.700,0.5,0.25,-1.5,walk\n"
+        "2019-12-23 21:04:06.710,0.125,0.25,-1,sit\n"
+    )
+    columns = CsvColumns.parse(["time=0,x=1,y=2,z=3,label=4"])
+    read = read_csv_recording(
+        str(tmp_path / "rec.csv"), ReadOptions(columns=columns, timezone="Europe/Paris"), True
+    )
+    start = np.datetime64("2019-12-23T21:04:06.690", "ns").astype(np.int64)  # kept as written
+    np.testing.assert_array_equal(read.times_ns, start + np.arange(3) * 10_000_000)
+    np.testing.assert_array_equal(read.xyz, [[0.5, 0.25, -1], [0.5, 0.25, -1.5], [0.125, 0.25, -1]])
+    assert read.labels.tolist() == ["walk", "walk", "sit"]
+
+
+@pytest.mark.parametrize(
+    "pairs, message",
+    [
+        (["time=0,x=ax,y=2,z=3"], r"x='ax' is a name but time=0, y=2, z=3 are positions"),
+        (["time=ts", "x=1"], r"time='ts' is a name but x=1 is a position"),
+        (["time=0,x=1,y=2,z=3,label=activity"], r"label='activity' is a name"),
+        (["time=0,x=1"], r"leave \['y', 'z'\] unset"),
+        (["time=0,x=1,y=2,z=-1"], r"'z=-1': a position must be 0 or more"),
+        (["time=0,x=1,y=1,z=2"], r"position 1 is given for both x and y"),
+    ],
+)
+def test_mixed_or_bad_column_positions_are_refused_naming_the_value(pairs, message):
+    with pytest.raises(ValueError, match=message):
+        CsvColumns.parse(pairs)
+
+
+def test_names_and_positions_do_not_mix_when_built_directly():
+    with pytest.raises(ValueError, match=r"\{'x': 'ax'\} are names but .*'time': 0"):
+        CsvColumns(time=0, x="ax", y=2, z=3)
+    with pytest.raises(ValueError, match="label=4 is a position"):
+        CsvColumns(label=4)
+
+
+def test_headerless_csv_errors_name_the_file_the_value_and_the_column_count(tmp_path):
+    path = tmp_path / "rec.csv"
+    path.write_text("1700000000.00,0,0,1\n1700000000.01,0,0,1\n")
+    options = ReadOptions(columns=CsvColumns.parse(["time=0,x=1,y=2,z=7"]))
+    with pytest.raises(RecordingError, match=r"rec\.csv: column position z=7 is out of range"):
+        read_recording(str(path), options)
+    with pytest.raises(RecordingError, match=r"has 4 column\(s\) \(positions 0 to 3\)"):
+        read_recording(str(path), options)
+    # positions mean no header row: a file with one says so
+    (tmp_path / "head.csv").write_text("time,x,y,z\n1700000000.00,0,0,1\n")
+    with pytest.raises(RecordingError, match=r"head\.csv: .*must have no header row"):
+        read_recording(str(tmp_path / "head.csv"), BY_POSITION)
+    # a time column that is neither a number nor a date names the file and the position
+    (tmp_path / "times.csv").write_text("soon,0,0,1\nlater,0,0,1\n")
+    with pytest.raises(RecordingError, match=r"times\.csv: time column 0: "):
+        read_recording(str(tmp_path / "times.csv"), BY_POSITION)
+    # a label name among positions is refused before anything is read
+    labelled = ReadOptions(columns=CsvColumns(time=0, x=1, y=2, z=3))
+    with pytest.raises(RecordingError, match=r"rec\.csv: .*label='label' is a name"):
+        read_csv_recording(str(path), labelled, with_labels=True)
 
 
 def test_npy_needs_rate_and_start_and_gives_regular_times(tmp_path):

@@ -17,7 +17,7 @@ import torch
 
 from conftest import pseudonym_key_set_to
 from wearssl.cli import main
-from wearssl.devices import recording_format
+from wearssl.devices import CsvColumns, ReadOptions, recording_format, recording_stem
 from wearssl.hmm import HmmParams, attach_hmm, fit_hmm, label_sequences
 from wearssl.model import CheckpointError, harnet, save_checkpoint
 from wearssl.predict import (
@@ -333,27 +333,39 @@ def test_job_runs_on_ray_with_collate(
 # ---------------------------------------------------------------- real device files
 
 
+# the GGIR CSVs have no header row: time (unix seconds or wall-clock text), x, y, z, ...
+GGIR_CSV_COLUMNS = CsvColumns.parse(["time=0,x=1,y=2,z=3"])
+
+
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_every_device_file_is_predicted_or_reported(
     shared_data: Path, ray_local, models: dict[str, Path], tmp_path: Path
 ) -> None:
+    """Every file is read (the CSVs by column position; the columns do not touch the
+    device formats). Every device file is predicted; the two GGIR CSVs hold 2.1 s each,
+    less than the shortest window a model has (5 s), so they are reported as too short:
+    read, but with nothing to predict."""
     files = sorted(str(p) for p in (shared_data / "devices").iterdir() if recording_format(p.name))
     if not files:
         pytest.skip("no recordings in the devices folder")
     model = load_prediction_model(str(models["smoothed"]))
-    outcomes = predict_files_on_ray(
-        files, model, tmp_path, PredictOptions(), report=lambda *_: None
-    )
-    assert len(outcomes) == len(files)
+    options = PredictOptions(read=ReadOptions(columns=GGIR_CSV_COLUMNS))
+    outcomes = predict_files_on_ray(files, model, tmp_path, options, report=lambda *_: None)
+    assert sorted(o.file for o in outcomes) == files
     failed = {o.stem: o.reason for o in outcomes if not o.ok}
     for stem, reason in failed.items():
         assert reason and stem in reason, f"{stem}: the reason should name the file: {reason}"
-    # only the CSVs, whose columns are not named time,x,y,z, are expected to fail
-    assert all(recording_format(o.file) == "csv" for o in outcomes if not o.ok), failed
-    for outcome in outcomes:
-        if outcome.ok:
-            check_outputs(tmp_path, outcome.stem, list(ACTIVITIES))
+    csvs = {recording_stem(f) for f in files if recording_format(f) == "csv"}
+    assert csvs == {"GGIR_ax3_testfile_unix_timestamps", "GGIR_ax6_testfile_formatted_timestamps"}
+    assert set(failed) == csvs, failed
+    for stem in csvs:  # read (a 2.1-s duration), not refused for their columns
+        assert "shorter than one 5-s window (2.1 s)" in failed[stem], failed[stem]
+    predicted = [o for o in outcomes if o.ok]
+    assert len(predicted) == len(files) - 2
+    for outcome in predicted:
+        info = check_outputs(tmp_path, outcome.stem, list(ACTIVITIES))
+        assert info["windows"] == outcome.windows > 0
 
 
 # ---------------------------------------------------------------- accuracy against a known schedule

@@ -5,7 +5,8 @@ Formats (chosen by the file name's extension, case-insensitive):
 - Axivity ``.cwa`` / ``.cwa.gz``, ActiGraph ``.gt3x``, GENEActiv ``.bin`` and Matrix
   ``.bin`` (told apart by content): read with ``actipy`` with every processing step off,
   so the values are exactly what the device stored, in g.
-- CSV / CSV.gz with columns ``time,x,y,z`` (names configurable), in g or m/s².
+- CSV / CSV.gz with columns ``time,x,y,z`` (names configurable; or, for a file without a
+  header row, 0-based column positions), in g or m/s².
 - NumPy: ``.npy`` holding ``(n, 3)`` samples (needs a stated rate and start time), or
   ``.npz`` with an ``xyz``/``accel``/``acc`` array, optionally ``time``/``times_ms`` and
   ``sample_rate_hz``/``fs``/``rate``.
@@ -17,7 +18,9 @@ Unix epoch, or ISO strings with a zone) are moved onto the wall clock of
 ``ReadOptions.timezone`` with one constant offset, that of the first sample (so a
 daylight-saving change inside a recording does not fold time back onto itself). Numeric
 epochs are read as seconds, milliseconds, microseconds or nanoseconds by their magnitude
-(any date between 1973 and 2286 is unambiguous).
+(any date between 1973 and 2286 is unambiguous); floating-point ones are rounded to the
+microsecond, about the precision float64 holds for today's dates. Strings are parsed as
+ISO 8601 (``2019-12-23 21:04:06.690``, ``2024-01-01T00:00:00+01:00``).
 
 Losses. A reader that skips corrupt blocks or stops at a truncated file still returns
 what it could read; ``Recording.lost_seconds`` estimates how much was lost (from the
@@ -51,6 +54,7 @@ from wearssl.corpus import resolve
 STANDARD_GRAVITY = 9.80665
 UNITS = ("g", "m/s2")
 NS_PER_SECOND = 1_000_000_000
+FLOAT_EPOCH_RESOLUTION_NS = 1_000  # float epoch times are rounded to the microsecond
 
 DEVICE_FORMATS = ("cwa", "gt3x", "bin")
 FORMAT_SUFFIXES = {
@@ -78,32 +82,101 @@ class RecordingError(ValueError):
     """A recording that cannot be read; the message names the file and the reason."""
 
 
+Column = str | int
+"""A CSV column: its name in the header row, or its 0-based position in a file without one."""
+
+POSITION_ROLES = ("time", "x", "y", "z")
+
+
 @dataclass(frozen=True)
 class CsvColumns:
-    """Names of the columns to read from a CSV file (``label`` only for labelled data)."""
+    """The columns to read from a CSV file (``label`` only for labelled data): each a
+    name from the header row, or each a 0-based position, meaning the file has no header
+    row. Names and positions do not mix."""
 
-    time: str = "time"
-    x: str = "x"
-    y: str = "y"
-    z: str = "z"
-    label: str = "label"
+    time: Column = "time"
+    x: Column = "x"
+    y: Column = "y"
+    z: Column = "z"
+    label: Column = "label"
+
+    def __post_init__(self) -> None:
+        for role in self.__dataclass_fields__:
+            value = getattr(self, role)
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise ValueError(f"column {role}={value!r} must be a name or a position")
+            if isinstance(value, int) and value < 0:
+                raise ValueError(f"column position {role}={value} must be 0 or more")
+        given = {role: getattr(self, role) for role in POSITION_ROLES}
+        positions = {role: v for role, v in given.items() if isinstance(v, int)}
+        if isinstance(self.label, int) and not positions:
+            raise ValueError(
+                f"column label={self.label} is a position but the other columns are names "
+                f"{given}; give every column as a name or every one as a 0-based position"
+            )
+        if positions and len(positions) < len(given):
+            names = {role: v for role, v in given.items() if isinstance(v, str)}
+            raise ValueError(
+                f"columns {names} are names but {positions} are positions; give every "
+                f"column as a name or every one as a 0-based position (no header row)"
+            )
+        if positions:
+            seen: dict[int, str] = {}
+            for role, position in {**positions, **self._label_position()}.items():
+                if position in seen:
+                    raise ValueError(
+                        f"column position {position} is given for both {seen[position]} and {role}"
+                    )
+                seen[position] = role
+
+    def _label_position(self) -> dict[str, int]:
+        return {"label": self.label} if isinstance(self.label, int) else {}
+
+    @property
+    def positional(self) -> bool:
+        """Whether columns are given by position (the file has no header row)."""
+        return isinstance(self.time, int)
 
     @classmethod
     def parse(cls, pairs: list[str] | None) -> CsvColumns:
-        """``["time=timestamp", "x=x_acc", ...]`` -> columns; names not given keep defaults."""
+        """``["time=timestamp", "x=x_acc", ...]`` -> columns; names not given keep defaults.
+
+        A value of digits is a 0-based position (``time=0,x=1,y=2,z=3``: a file without a
+        header row); then time, x, y and z must all be positions.
+        """
         if not pairs:
             return cls()
-        names: dict[str, str] = {}
+        values: dict[str, Column] = {}
         for pair in pairs:
             for item in pair.split(","):
                 key, sep, value = item.partition("=")
-                if not sep or key.strip() not in cls.__dataclass_fields__ or not value.strip():
+                key, value = key.strip(), value.strip()
+                if not sep or key not in cls.__dataclass_fields__ or not value:
                     raise ValueError(
-                        f"column mapping {item!r} must be ROLE=NAME with ROLE one of "
-                        f"{list(cls.__dataclass_fields__)}"
+                        f"column mapping {item!r} must be ROLE=NAME or ROLE=POSITION with "
+                        f"ROLE one of {list(cls.__dataclass_fields__)}"
                     )
-                names[key.strip()] = value.strip()
-        return cls(**names)
+                if value.startswith("-") and value[1:].isdigit():
+                    raise ValueError(f"column mapping {item!r}: a position must be 0 or more")
+                values[key] = int(value) if value.isdigit() else value
+        positions = {k: v for k, v in values.items() if isinstance(v, int)}
+        if positions:
+            names = {k: v for k, v in values.items() if isinstance(v, str)}
+            if names:
+                role, name = next(iter(names.items()))
+                raise ValueError(
+                    f"column mapping {role}={name!r} is a name but "
+                    f"{', '.join(f'{k}={v}' for k, v in positions.items())} "
+                    f"{'is a position' if len(positions) == 1 else 'are positions'}; give "
+                    f"every column as a name or every one as a 0-based position (no header row)"
+                )
+            missing = [role for role in POSITION_ROLES if role not in positions]
+            if missing:
+                raise ValueError(
+                    f"column positions {positions} leave {missing} unset; a file without a "
+                    f"header row needs a position for each of {list(POSITION_ROLES)}"
+                )
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -374,6 +447,12 @@ def times_to_wall_clock_ns(column: pa.Array | np.ndarray, zone: str) -> np.ndarr
         unit = _epoch_unit_ns(values)
         if pa.types.is_integer(kind):
             times = values.astype(np.int64) * unit
+        elif unit > FLOAT_EPOCH_RESOLUTION_NS:
+            # float64 holds today's epoch seconds to ~0.2 us: round to the microsecond,
+            # so 1551178506.01 is ...506.010000000 and not ...506.009999872
+            resolution = FLOAT_EPOCH_RESOLUTION_NS
+            scaled = values.astype(np.float64) * (unit // resolution)
+            times = np.rint(scaled).astype(np.int64) * resolution
         else:
             times = np.rint(values.astype(np.float64) * unit).astype(np.int64)
         absolute = True
@@ -415,43 +494,79 @@ def infer_sample_rate(times_ns: np.ndarray) -> float:
 # ---------------------------------------------------------------- CSV
 
 
+def _csv_column_count(path: str, read_options: pacsv.ReadOptions) -> int:
+    """The number of columns of a CSV file's first block of rows."""
+    try:
+        with pacsv.open_csv(path, read_options=read_options) as reader:
+            return len(reader.schema)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise RecordingError(f"{path}: cannot read as CSV: {error}") from error
+
+
 def read_csv_recording(path: str, options: ReadOptions, with_labels: bool = False) -> Recording:
     """A CSV/CSV.gz file with a time column and three acceleration columns (and a
     label column when ``with_labels``). Rows with a missing value are dropped and so are
-    rows whose time does not increase; both count as read errors."""
+    rows whose time does not increase; both count as read errors.
+
+    Columns given by position (``CsvColumns(time=0, x=1, y=2, z=3)``) mean the file has
+    no header row: its first row is data."""
     columns = options.columns
-    wanted = [columns.time, columns.x, columns.y, columns.z]
+    roles = ["time", "x", "y", "z"] + (["label"] if with_labels else [])
+    given = {role: getattr(columns, role) for role in roles}
+    read_options = pacsv.ReadOptions()
+    if columns.positional:
+        if not isinstance(columns.label, int) and with_labels:
+            raise RecordingError(
+                f"{path}: the columns are positions but label={columns.label!r} is a name; "
+                f"give the label column's 0-based position too"
+            )
+        read_options = pacsv.ReadOptions(autogenerate_column_names=True)
+        found = _csv_column_count(path, read_options)
+        for role, position in given.items():
+            if position >= found:
+                raise RecordingError(
+                    f"{path}: column position {role}={position} is out of range: the file "
+                    f"has {found} column(s) (positions 0 to {found - 1})"
+                )
+        names = {role: f"f{position}" for role, position in given.items()}
+        shown = {role: f"column {position}" for role, position in given.items()}
+    else:
+        names = dict(given)
+        shown = {role: f"column {name!r}" for role, name in given.items()}
+    wanted = list(dict.fromkeys(names.values()))
+    types = {names[role]: pa.float32() for role in ("x", "y", "z")}
     if with_labels:
-        wanted.append(columns.label)
-    types = {name: pa.float32() for name in (columns.x, columns.y, columns.z)}
-    if with_labels:
-        types[columns.label] = pa.string()
+        types[names["label"]] = pa.string()
     try:
         table = pacsv.read_csv(
-            path, convert_options=pacsv.ConvertOptions(include_columns=wanted, column_types=types)
+            path,
+            read_options=read_options,
+            convert_options=pacsv.ConvertOptions(include_columns=wanted, column_types=types),
         )
     except (pa.ArrowInvalid, pa.ArrowKeyError, KeyError) as error:
+        hint = " (columns given by position: the file must have no header row)"
         raise RecordingError(
-            f"{path}: cannot read as CSV with columns {wanted}: {error}"
+            f"{path}: cannot read as CSV with columns {given}: {error}"
+            + (hint if columns.positional else "")
         ) from error
     if table.num_rows == 0:
         raise RecordingError(f"{path}: CSV file has no rows")
-    complete = pc.is_valid(table[columns.time])
-    for name in (columns.x, columns.y, columns.z):
-        complete = pc.and_(complete, pc.is_valid(table[name]))
+    complete = pc.is_valid(table[names["time"]])
+    for role in ("x", "y", "z"):
+        complete = pc.and_(complete, pc.is_valid(table[names[role]]))
     read_errors = table.num_rows - pc.sum(complete.cast(pa.int64())).as_py()
     if read_errors:
         table = table.filter(complete)
     try:
-        times = times_to_wall_clock_ns(table[columns.time].combine_chunks(), options.timezone)
+        times = times_to_wall_clock_ns(table[names["time"]].combine_chunks(), options.timezone)
     except ValueError as error:
-        raise RecordingError(f"{path}: column {columns.time!r}: {error}") from error
-    xyz = np.column_stack([table[c].to_numpy() for c in (columns.x, columns.y, columns.z)]).astype(
+        raise RecordingError(f"{path}: time {shown['time']}: {error}") from error
+    xyz = np.column_stack([table[names[role]].to_numpy() for role in ("x", "y", "z")]).astype(
         np.float32
     )
     labels = None
     if with_labels:
-        labels = np.asarray(table[columns.label].to_pylist(), dtype=object)
+        labels = np.asarray(table[names["label"]].to_pylist(), dtype=object)
     return _checked_recording(path, "csv", times, xyz, options, read_errors, labels)
 
 
