@@ -51,7 +51,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, help="sample rate (Hz) of arrays / labelled data")
     parser.add_argument("--units", choices=UNITS, default="g", help="units of CSV and arrays")
     parser.add_argument(
-        "--columns", action="append", metavar="ROLE=NAME", help="CSV column names, e.g. time=ts"
+        "--columns",
+        action="append",
+        metavar="ROLE=NAME",
+        help="CSV columns by name (time=ts) or, for a file without a header row, by 0-based "
+        "position (time=0,x=1,y=2,z=3)",
     )
     parser.add_argument("--max-gap", type=float, default=1.0, help="seconds that make a gap")
 

@@ -30,8 +30,10 @@ class SubjectDay:
 
 
 def _stable_seed(*parts: object) -> int:
+    """A seed from ``parts`` that is the same in every process; 63 bits, so that it fits
+    Arrow's int64 when a plan goes through Ray Data."""
     digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little")
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def subject_days(manifest: pa.Table, split: str) -> dict[str, list[SubjectDay]]:

@@ -758,7 +758,11 @@ def add_predict_arguments(parser: argparse.ArgumentParser, distributed: bool) ->
     reading.add_argument("--start", help="ISO start time of arrays without times")
     reading.add_argument("--units", choices=UNITS, default="g", help="units of CSV and arrays")
     reading.add_argument(
-        "--columns", action="append", metavar="ROLE=NAME", help="CSV column names, e.g. time=ts"
+        "--columns",
+        action="append",
+        metavar="ROLE=NAME",
+        help="CSV columns by name (time=ts) or, for a file without a header row, by 0-based "
+        "position (time=0,x=1,y=2,z=3)",
     )
     reading.add_argument("--timezone", default="UTC", help="wall-clock zone for absolute times")
     processing = parser.add_argument_group("preprocessing")
