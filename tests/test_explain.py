@@ -433,3 +433,6 @@ def test_job_writes_figures_summary_and_an_mlflow_run(
         result.run_id, "aot.random.confidence"
     )
     assert sorted(m.step for m in history) == [0, 100, 500]
+    logged = {a.path for a in mlflow.MlflowClient(sqlite_tracking).list_artifacts(result.run_id)}
+    assert "masking_aot.png" in logged
+    assert "relevance_aot.png" not in logged  # it pictures a raw window: local only by default

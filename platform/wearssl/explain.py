@@ -792,6 +792,7 @@ class HeadResult:
     explanation: Explanation
     accuracy: float | None
     figures: list[str]
+    signal_figures: list[str]  # pictures of a raw window: kept locally, logged only on request
 
 
 @dataclass
@@ -930,7 +931,7 @@ def summary_markdown(cfg: ExplainConfig, run_id: str, results: list[HeadResult])
             lines.append(
                 f"| {order} | {areas.mean():+.3f} ± {areas.std():.3f} | {ratio:.3f} | {curve} |"
             )
-        lines += [""] + [f"![{name}]({name})" for name in result.figures]
+        lines += [""] + [f"![{name}]({name})" for name in result.figures + result.signal_figures]
     return "\n".join(lines) + "\n"
 
 
@@ -961,6 +962,7 @@ def _explain_head(
             out / f"masking_{head}.png",
         )
     ]
+    signal_figures = []
     if cfg.plots.signal_examples:
         forms = example_forms(_most_active(drawn), cfg.masking.seed)
         figure = plot_relevance_examples(
@@ -971,8 +973,8 @@ def _explain_head(
             f"{cfg.name}: head {head}, relevance per time point summed over axes "
             f"(red: for the prediction, blue: against)",
         )
-        figures.append(_save(figure, out / f"relevance_{head}.png"))
-    return HeadResult(head, explanation, accuracy, figures)
+        signal_figures.append(_save(figure, out / f"relevance_{head}.png"))
+    return HeadResult(head, explanation, accuracy, figures, signal_figures)
 
 
 def _drawn_windows(
@@ -1026,9 +1028,11 @@ def run_explain(cfg: ExplainConfig) -> ExplainResult:
         (out / "metrics.json").write_text(json.dumps(_curves_json(results), indent=2))
         config_text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
         (out / "config.yaml").write_text(config_text)
-        for name in ["summary.md", "metrics.json", "config.yaml"] + [
-            figure for result in results for figure in result.figures
-        ]:
+        logged = ["summary.md", "metrics.json", "config.yaml"]
+        for result in results:
+            logged += result.figures
+            logged += result.signal_figures if cfg.plots.log_signal_examples else []
+        for name in logged:
             mlflow.log_artifact(str(out / name))
     return ExplainResult(run.info.run_id, uri, str(out), results)
 

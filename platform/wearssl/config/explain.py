@@ -122,7 +122,12 @@ class Plots(StrictModel):
     signal_examples: bool = Field(
         True,
         description="figures of relevance over one held-out window (its original, "
-        "time-reversed and permuted forms); false where no picture of a raw window may be logged",
+        "time-reversed and permuted forms), written to the output folder",
+    )
+    log_signal_examples: bool = Field(
+        False,
+        description="also log those figures to MLflow; off by default because they show "
+        "a raw window of a subject's signal, and no raw signal goes to the tracking server",
     )
 
 
