@@ -136,16 +136,10 @@ def test_epoch_dataset_over_s3_yields_the_local_windows(
     assert from_s3 == windows(synthetic_corpus)
 
 
-@pytest.mark.xfail(
-    raises=FileNotFoundError,
-    strict=True,
-    reason="write_synthetic_corpus hands the scheme-less path from resolve() to write_day, "
-    "so day files go to a local folder named after the bucket (the manifest goes to S3)",
-)
 def test_write_synthetic_corpus_to_an_s3_uri(
     s3_env: dict[str, str], tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # where the misplaced day files land
+    monkeypatch.chdir(tmp_path)  # a day file written locally by mistake would land here
     uri = f"s3://{BUCKET}/synthetic"
     manifest = write_synthetic_corpus(uri, 2, 1, seed=0, workers=1, progress=False)
     for entry in manifest.to_pylist():

@@ -611,12 +611,12 @@ def synth_subject_day(
 
 
 def _write_subject_day(
-    root: str, subject_index: int, day_index: int, seed: int, window_format: WindowFormat
+    out: str, subject_index: int, day_index: int, seed: int, window_format: WindowFormat
 ) -> dict:
     """Make and write one subject-day; returns its manifest entry (runs in a worker process)."""
     _, _, table = synth_subject_day(subject_index, day_index, seed, window_format)
     recording = f"synthetic seed={seed} subject={subject_index}"
-    return corpus.write_day(root, table, recording)
+    return corpus.write_day(out, table, recording)
 
 
 def _check_existing_info(out: str, info: CorpusInfo) -> None:
@@ -658,7 +658,6 @@ def write_synthetic_corpus(
     info = CorpusInfo(window_format=window_format.value)
     _check_existing_info(out, info)
 
-    fs, root = corpus.resolve(out)
     tasks = [(s, d) for s in range(n_subjects) for d in range(n_days)]
     report_every = max(1, len(tasks) // 10)
     began = time.perf_counter()
@@ -672,12 +671,12 @@ def write_synthetic_corpus(
 
     if workers == 1 or len(tasks) == 1:
         for s, d in tasks:
-            done(_write_subject_day(root, s, d, seed, window_format))
+            done(_write_subject_day(out, s, d, seed, window_format))
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
             futures = [
-                pool.submit(_write_subject_day, root, s, d, seed, window_format) for s, d in tasks
+                pool.submit(_write_subject_day, out, s, d, seed, window_format) for s, d in tasks
             ]
             for future in as_completed(futures):
                 done(future.result())
