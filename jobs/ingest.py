@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from wearssl.corpus import WindowFormat
-from wearssl.devices import UNITS, CsvColumns, ReadOptions
+from wearssl.devices import CSV_COLUMNS_HELP, UNITS, CsvColumns, ReadOptions
 from wearssl.ingest import EXIT_OK, EXIT_USAGE, IngestOptions, ingest_recordings
 from wearssl.ingest_labelled import (
     SUBJECT_SOURCES,
@@ -54,8 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--columns",
         action="append",
         metavar="ROLE=NAME",
-        help="CSV columns by name (time=ts) or, for a file without a header row, by 0-based "
-        "position (time=0,x=1,y=2,z=3)",
+        help=CSV_COLUMNS_HELP,
     )
     parser.add_argument("--max-gap", type=float, default=1.0, help="seconds that make a gap")
 

@@ -88,6 +88,13 @@ Column = str | int
 POSITION_ROLES = ("time", "x", "y", "z")
 
 
+CSV_COLUMNS_HELP = (
+    "CSV columns by name (time=ts) or, for a file without a header row, by 0-based "
+    "position (time=0,x=1,y=2,z=3)"
+)
+"""Command-line help of the ``--columns`` option that ``CsvColumns.parse`` reads."""
+
+
 @dataclass(frozen=True)
 class CsvColumns:
     """The columns to read from a CSV file (``label`` only for labelled data): each a

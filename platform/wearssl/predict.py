@@ -39,7 +39,14 @@ import torch
 
 import wearssl
 from wearssl import tracking
-from wearssl.devices import UNITS, CsvColumns, ReadOptions, read_recording, recording_stem
+from wearssl.devices import (
+    CSV_COLUMNS_HELP,
+    UNITS,
+    CsvColumns,
+    ReadOptions,
+    read_recording,
+    recording_stem,
+)
 from wearssl.hmm import HmmParams, checkpoint_hmm, viterbi
 from wearssl.model import WINDOW_SAMPLES, CheckpointError, HarNet, harnet, load_checkpoint
 from wearssl.preprocess import (
@@ -761,8 +768,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser, distributed: bool) ->
         "--columns",
         action="append",
         metavar="ROLE=NAME",
-        help="CSV columns by name (time=ts) or, for a file without a header row, by 0-based "
-        "position (time=0,x=1,y=2,z=3)",
+        help=CSV_COLUMNS_HELP,
     )
     reading.add_argument("--timezone", default="UTC", help="wall-clock zone for absolute times")
     processing = parser.add_argument_group("preprocessing")
