@@ -77,6 +77,12 @@ def test_resource_plan_refuses_workers_that_starve_ray_data():
         plan_resources(1, 1.0, 1.0, True, {"CPU": 8.0})
 
 
+@pytest.mark.parametrize(("cpus_per_worker", "threads"), [(0.5, 1), (1.0, 1), (1.5, 2), (4.0, 4)])
+def test_a_worker_gets_its_cpu_share_rounded_up_as_torch_threads(cpus_per_worker, threads):
+    plan = plan_resources(1, cpus_per_worker, 0.5, False, {"CPU": 8.0})
+    assert plan.torch_threads == threads
+
+
 @pytest.mark.slow
 def test_two_worker_run_logs_every_epoch_once_and_registers_the_model(
     ray_local, synthetic_corpus, sqlite_tracking, tmp_path

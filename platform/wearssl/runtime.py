@@ -9,6 +9,7 @@ that cannot fit on the cluster it sees is refused with a message naming the keys
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 
@@ -36,7 +37,9 @@ class ResourcePlan:
 
     @property
     def torch_threads(self) -> int:
-        return max(1, int(self.cpus_per_worker))
+        """A worker's share of CPUs rounded up: 1.5 CPUs get 2 threads (Ray's fractional
+        CPUs are a scheduling share; the reads the rest reserves are short bursts)."""
+        return max(1, math.ceil(self.cpus_per_worker))
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> dict:
