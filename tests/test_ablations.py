@@ -99,6 +99,11 @@ def test_paper_sweeps_cover_the_papers_points():
     [
         ("sweep.values=[0.5, 1.5]", "sweep"),
         ("sweep.values=[4, 4]", "listed twice"),
+        ("evaluation.arms=[scratch, scratch]", "key 'evaluation.arms': Value error, arms listed"),
+        (
+            "evaluation.datasets=[{name: a, path: a}, {name: a, path: b}]",
+            "key 'evaluation.datasets': Value error, dataset names listed twice: ['a', 'a']",
+        ),
         ("sweep.kind=tasks", "tasks value 0"),
         ("sweep.series={kind: data_ratio, values: [0.5]}", "sweep.series"),
         ("evaluation.arms=[forest, frozen]", "evaluation.pretrained"),

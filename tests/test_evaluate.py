@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -184,6 +185,12 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(EvaluateConfig, path, ["arms=[transfer]"])
     with pytest.raises(ConfigError, match="finetune.lr"):
         load_config(EvaluateConfig, path, ["finetune.lr=0"])
+    arms_twice = "key 'arms': Value error, arms listed twice: ['scratch', 'forest', 'scratch']"
+    with pytest.raises(ConfigError, match=re.escape(arms_twice)):
+        load_config(EvaluateConfig, path, ["arms=[scratch, forest, scratch]"])
+    names_twice = "key 'datasets': Value error, dataset names listed twice: ['a', 'a']"
+    with pytest.raises(ConfigError, match=re.escape(names_twice)):
+        load_config(EvaluateConfig, path, ["datasets=[{name: a, path: a}, {name: a, path: b}]"])
 
 
 def test_shipped_configs_are_valid():

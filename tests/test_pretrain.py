@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import math
+import os
+import pickle
+import uuid
 
 import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient
 
-from wearssl import corpus, epochs
+from wearssl import corpus, epochs, tracking
 from wearssl.config import ConfigError, load_config
 from wearssl.config.pretrain import PretrainConfig
 from wearssl.model import harnet, load_checkpoint
-from wearssl.pretrain import lr_at, run_pretraining, scaled_peak_lr
-from wearssl.runtime import ResourcePlanError, plan_resources
+from wearssl.pretrain import lr_at, run_pretraining, scaled_peak_lr, train_loop_config
+from wearssl.runtime import ResourcePlan, ResourcePlanError, plan_resources
+
+CREDENTIALS = (
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+)
 
 
 def test_warmup_reaches_peak_and_never_grows_beyond():
@@ -81,6 +91,43 @@ def test_resource_plan_refuses_workers_that_starve_ray_data():
 def test_a_worker_gets_its_cpu_share_rounded_up_as_torch_threads(cpus_per_worker, threads):
     plan = plan_resources(1, cpus_per_worker, 0.5, False, {"CPU": 8.0})
     assert plan.torch_threads == threads
+
+
+def test_the_train_loop_config_holds_mlflow_settings_but_no_credentials(tmp_path, monkeypatch):
+    planted = uuid.uuid4().hex
+    for name in CREDENTIALS:
+        monkeypatch.setenv(name, f"{name.lower()}-{planted}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    cfg = load_config(PretrainConfig, None, [f"runtime.storage_path={tmp_path}"])
+    plan = ResourcePlan(num_workers=2, cpus_per_worker=1.0, data_cpus=1.0, use_gpu=False)
+    uri = "http://127.0.0.1:5000"
+    config = train_loop_config(cfg, plan, str(tmp_path), {}, None, "run", uri, os.environ)
+    assert planted.encode() not in pickle.dumps(config)
+    assert config["mlflow_env"] == {"MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    assert config["tracking_uri"] == uri
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://alice:" + "{secret}@mlflow.internal:5000",
+        "https://" + "{secret}@mlflow.internal",
+        "postgresql://mlflow:" + "{secret}@db.internal/mlflow",
+    ],
+)
+def test_a_tracking_uri_holding_credentials_is_refused_without_showing_them(uri):
+    planted = uuid.uuid4().hex
+    with pytest.raises(ConfigError, match="MLFLOW_TRACKING_PASSWORD") as refused:
+        tracking.refuse_credentials(uri.format(secret=planted))
+    assert planted not in str(refused.value)
+    assert "mlflow.internal" in str(refused.value) or "db.internal" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "uri", ["http://127.0.0.1:5000", "sqlite:///mlruns/mlflow.db", "file:///tmp/a@b", "databricks"]
+)
+def test_a_tracking_uri_without_credentials_passes(uri):
+    assert tracking.refuse_credentials(uri) == uri
 
 
 @pytest.mark.slow

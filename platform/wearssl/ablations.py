@@ -80,6 +80,7 @@ from wearssl.metrics import per_subject_scores, summarise
 from wearssl.paths import default_roots
 from wearssl.pretrain import MODEL_FILE, ensure_corpus, run_pretraining
 from wearssl.splits import Fold, protocol_folds, subset_subjects
+from wearssl.tune_experiment import restore_or_create
 from wearssl.weights import resolve_weights
 
 EXPERIMENT = "ablate"
@@ -591,26 +592,23 @@ def run_tune(
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context), trial_resources(cfg)
     )
-    path = f"{storage.rstrip('/')}/{context['experiment']}"
-    if tune.Tuner.can_restore(path):
-        print(f"resuming sweep {path}", flush=True)
-        tuner = tune.Tuner.restore(path, trainable, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"trial": tune.grid_search(specs)},
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=concurrency,
-                trial_name_creator=trial_name,
-                trial_dirname_creator=trial_name,
-            ),
-            run_config=tune.RunConfig(
-                name=context["experiment"],
-                storage_path=storage,
-                failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
-                verbose=1,
-            ),
-        )
+    tuner = restore_or_create(
+        trainable,
+        param_space={"trial": tune.grid_search(specs)},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=concurrency,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=context["experiment"],
+            storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=cfg.resources.max_failures),
+            verbose=1,
+        ),
+        errored="resume",
+        what="sweep",
+    )
     return tuner.fit()
 
 

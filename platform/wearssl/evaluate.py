@@ -75,6 +75,7 @@ from wearssl.labelled import (
 from wearssl.metrics import per_subject_scores, results_markdown, summarise
 from wearssl.model import WINDOW_SAMPLES, CheckpointError, HarNet, harnet, save_checkpoint
 from wearssl.splits import Fold, protocol_folds, subset_subjects
+from wearssl.tune_experiment import experiment_path, restore_or_create
 from wearssl.weights import CHECKPOINT_ARTIFACT, resolve_weights
 
 EXPERIMENT = "evaluate"
@@ -415,33 +416,31 @@ def run_trials(
         tune.with_parameters(run_trial, context=context),
         trial_resources(cfg, ray.cluster_resources()),
     )
-    experiment = f"{storage.rstrip('/')}/{name}"
-    if tune.Tuner.can_restore(experiment):
-        print(f"resuming evaluation {experiment}", flush=True)
-        tuner = tune.Tuner.restore(experiment, trainable, restart_errored=True)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"trial": tune.grid_search(specs)},
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=max_concurrent,
-                reuse_actors=True,
-                trial_dirname_creator=_tune_trial_folder,
-            ),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=storage,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                verbose=1,
-            ),
-        )
+    tuner = restore_or_create(
+        trainable,
+        param_space={"trial": tune.grid_search(specs)},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=max_concurrent,
+            reuse_actors=True,
+            trial_dirname_creator=_tune_trial_folder,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            verbose=1,
+        ),
+        errored="restart",
+        what="evaluation",
+    )
     grid = tuner.fit()
     by_folder = {trial_folder(spec): spec for spec in specs}
     failed = [failure_line(r, by_folder) for r in grid if r.error is not None]
     if failed:
         raise TrialsFailed(
             f"{len(failed)} of {len(grid)} trials failed ({'; '.join(failed)}); finished trials "
-            f"are kept in {experiment}: run the same command again to resume the rest"
+            f"are kept in {experiment_path(storage, name)}: run the same command again to "
+            "resume the rest"
         )
     runs = []
     for result in grid:

@@ -17,6 +17,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,16 @@ STATE_FILE = "state.pt"
 MODEL_FILE = "harnet.pt"
 RUN_RECORD = "mlflow_run.json"
 UNLOGGED_FILE = "unlogged_metrics.json"
+# The driver's MLflow client settings that hold on the workers too: retries and timeouts of
+# its HTTP calls. Credentials (MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME,
+# MLFLOW_TRACKING_PASSWORD, cloud keys) never travel in the trainer's config, which anything
+# that reads the trainer sees: each worker takes them from its own node's environment.
+WORKER_MLFLOW_SETTINGS = (
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+)
 
 
 @dataclass
@@ -459,6 +470,48 @@ def _finish_run(
     return checkpoint.path, version
 
 
+def train_loop_config(
+    cfg: PretrainConfig,
+    plan: runtime.ResourcePlan,
+    root: str,
+    train_days: dict[str, list[epochs.SubjectDay]],
+    heldout: ray.ObjectRef,
+    run_id: str,
+    uri: str,
+    environ: Mapping[str, str],
+) -> dict[str, Any]:
+    """The config every :func:`train_loop` worker gets; of the driver's environment
+    ``environ`` only :data:`WORKER_MLFLOW_SETTINGS` go in, never credentials."""
+    return {
+        "corpus": root,
+        "train_days": train_days,
+        "heldout": heldout,
+        "run_id": run_id,
+        "tracking_uri": uri,
+        "window_seconds": cfg.window_seconds,
+        "tasks": list(cfg.tasks),
+        "augment": cfg.augment,
+        "weighted": cfg.sampling.weighted,
+        "windows_per_subject": cfg.sampling.windows_per_subject,
+        "read_cpus": cfg.sampling.read_cpus,
+        "shuffle_buffer": cfg.sampling.shuffle_buffer,
+        "worker_batch": cfg.worker_batch,
+        "epochs": cfg.optim.epochs,
+        "base_lr": cfg.optim.lr,
+        "peak_lr": scaled_peak_lr(cfg),
+        "warmup_epochs": cfg.optim.warmup_epochs,
+        "steps_per_epoch": steps_per_epoch(cfg, len(train_days)),
+        "steps_per_epoch_cap": cfg.optim.max_steps_per_epoch or math.inf,
+        "patience": cfg.optim.patience,
+        "seed": cfg.optim.seed,
+        "eval_batch": cfg.eval.batch_size,
+        "torch_threads": plan.torch_threads,
+        "bf16": cfg.runtime.bf16,
+        "run_dir": _run_dir(cfg),
+        "mlflow_env": {k: environ[k] for k in WORKER_MLFLOW_SETTINGS if k in environ},
+    }
+
+
 def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     """Pre-train per ``cfg`` on the connected Ray cluster; resumes a run of the same name."""
     cluster = runtime.connect(cfg.runtime.address)
@@ -483,7 +536,8 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
             f"corpus {root} needs subjects in both splits with worn windows; "
             f"found {len(train_days)} train and {len(test_days)} test subjects"
         )
-    uri = tracking.configure(cfg.tracking.tracking_uri)
+    uri = tracking.refuse_credentials(tracking.tracking_uri(cfg.tracking.tracking_uri))
+    tracking.configure(uri)
     tags = {
         "git_commit": tracking.git_commit(),
         "corpus_manifest_hash": corpus.manifest_hash(manifest),
@@ -497,36 +551,9 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     heldout = epochs.heldout_windows(
         root, test_days, cfg.eval.max_subjects, cfg.eval.windows_per_subject, cfg.optim.seed
     )
-    n_steps = steps_per_epoch(cfg, len(train_days))
-    loop_config = {
-        "corpus": root,
-        "train_days": train_days,
-        "heldout": ray.put(heldout),
-        "run_id": run_id,
-        "tracking_uri": uri,
-        "window_seconds": cfg.window_seconds,
-        "tasks": list(cfg.tasks),
-        "augment": cfg.augment,
-        "weighted": cfg.sampling.weighted,
-        "windows_per_subject": cfg.sampling.windows_per_subject,
-        "read_cpus": cfg.sampling.read_cpus,
-        "shuffle_buffer": cfg.sampling.shuffle_buffer,
-        "worker_batch": cfg.worker_batch,
-        "epochs": cfg.optim.epochs,
-        "base_lr": cfg.optim.lr,
-        "peak_lr": scaled_peak_lr(cfg),
-        "warmup_epochs": cfg.optim.warmup_epochs,
-        "steps_per_epoch": n_steps,
-        "steps_per_epoch_cap": cfg.optim.max_steps_per_epoch or math.inf,
-        "patience": cfg.optim.patience,
-        "seed": cfg.optim.seed,
-        "eval_batch": cfg.eval.batch_size,
-        "torch_threads": plan.torch_threads,
-        "bf16": cfg.runtime.bf16,
-        "run_dir": _run_dir(cfg),
-        # the driver's MLflow client settings (timeouts, retries, credentials) hold on workers too
-        "mlflow_env": {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")},
-    }
+    loop_config = train_loop_config(
+        cfg, plan, root, train_days, ray.put(heldout), run_id, uri, os.environ
+    )
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=loop_config,

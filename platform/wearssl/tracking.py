@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -22,11 +23,15 @@ import mlflow
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from wearssl.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_STORE_DIR = "mlruns"
 EXPERIMENT_PREFIX = "wearssl-"
 MAX_PARAM_LENGTH = 500
+# The user-info part (``user:password@``) of a URI's authority.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 
 
 def default_store(base: str | Path = ".") -> tuple[str, str]:
@@ -39,6 +44,20 @@ def default_store(base: str | Path = ".") -> tuple[str, str]:
 def tracking_uri(explicit: str | None = None) -> str:
     """The tracking URI in force: explicit > ``MLFLOW_TRACKING_URI`` > embedded default."""
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_store()[0]
+
+
+def refuse_credentials(uri: str) -> str:
+    """``uri``, unless it holds credentials (``user:password@`` before its host), which would
+    show in logs, run records and the configs handed to Ray workers: a :class:`ConfigError`
+    then says to set them in every node's environment instead."""
+    if _USERINFO.match(uri):
+        shown = _USERINFO.sub(r"\1***@", uri)
+        raise ConfigError(
+            f"the MLflow tracking URI {shown} holds credentials; "
+            "give them in the environment of the driver and every Ray node instead "
+            "(MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN)"
+        )
+    return uri
 
 
 def configure(explicit_uri: str | None = None) -> str:

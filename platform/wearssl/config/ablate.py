@@ -19,9 +19,8 @@ from wearssl.config.base import (
     StrictModel,
     TrackingUri,
     WeightsSpec,
-    require_distinct,
 )
-from wearssl.config.evaluate import Dataset, Finetune, Forest, Protocol
+from wearssl.config.evaluate import Arms, Datasets, Finetune, Forest, Protocol
 from wearssl.config.pretrain import TaskName
 
 SweepKind = Literal[
@@ -120,8 +119,8 @@ class PretrainBase(StrictModel):
 class Evaluation(StrictModel):
     """The downstream evaluation run in every trial (the evaluate job's protocol)."""
 
-    datasets: list[Dataset] = Field(min_length=1)
-    arms: list[AblationArm] = ["scratch", "finetune"]
+    datasets: Datasets
+    arms: Arms[AblationArm] = ["scratch", "finetune"]
     pretrained: WeightsSpec | None = Field(
         None,
         description="weights of frozen/finetune in a labelled_subjects sweep "
@@ -130,18 +129,6 @@ class Evaluation(StrictModel):
     protocol: Protocol = Protocol()
     finetune: Finetune = Finetune()
     forest: Forest = Forest()
-
-    @field_validator("arms")
-    @classmethod
-    def _arms_unique_nonempty(cls, arms: list[str]) -> list[str]:
-        require_distinct(arms, "arms")
-        return arms
-
-    @field_validator("datasets")
-    @classmethod
-    def _dataset_names_unique(cls, datasets: list[Dataset]) -> list[Dataset]:
-        require_distinct([d.name for d in datasets], "dataset names")
-        return datasets
 
     @property
     def pretrained_arms(self) -> list[str]:

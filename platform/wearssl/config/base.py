@@ -12,7 +12,7 @@ The roots are those of the validating process, unless the validation context nam
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -79,6 +79,17 @@ def require_distinct(values: list[Any], what: str) -> None:
         raise ValueError(f"at least one of {what} is needed")
     if len(set(values)) != len(values):
         raise ValueError(f"{what} listed twice: {values}")
+
+
+def distinct(what: str, key: Callable[[Any], Hashable] | None = None) -> AfterValidator:
+    """A list-valued key's validator: :func:`require_distinct` on its values, or on ``key``
+    of each (e.g. a dataset's name); use it in the key's ``Annotated`` type."""
+
+    def check(values: list[Any]) -> list[Any]:
+        require_distinct(values if key is None else [key(v) for v in values], what)
+        return values
+
+    return AfterValidator(check)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from operator import attrgetter
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from wearssl.config.base import (
     NAME_PATTERN,
@@ -12,7 +13,7 @@ from wearssl.config.base import (
     StrictModel,
     TrackingUri,
     WeightsSpec,
-    require_distinct,
+    distinct,
 )
 
 ArmName = Literal["forest", "scratch", "frozen", "finetune", "transfer"]
@@ -47,6 +48,15 @@ class Dataset(StrictModel):
         if (self.path is None) == (self.synthetic is None):
             raise ValueError(f"dataset {self.name!r} needs exactly one of 'path' and 'synthetic'")
         return self
+
+
+# The labelled sets of a job: at least one, each name once.
+Datasets = Annotated[
+    list[Dataset], Field(min_length=1), distinct("dataset names", key=attrgetter("name"))
+]
+Arm = TypeVar("Arm")
+# The arms of a job (``Arms[ArmName]``): at least one, each once.
+Arms = Annotated[list[Arm], distinct("arms")]
 
 
 class Protocol(StrictModel):
@@ -106,8 +116,8 @@ class Tracking(StrictModel):
 class EvaluateConfig(StrictModel):
     name: str = Field("quickstart", min_length=1, pattern=NAME_PATTERN)
     output_dir: ConfigPath = Field("runs/evaluate", description="results go to OUTPUT_DIR/NAME")
-    datasets: list[Dataset] = Field(min_length=1)
-    arms: list[ArmName] = ["forest", "scratch", "frozen", "finetune"]
+    datasets: Datasets
+    arms: Arms[ArmName] = ["forest", "scratch", "frozen", "finetune"]
     pretrained: WeightsSpec | None = Field(
         None,
         description="models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID or a checkpoint file",
@@ -122,18 +132,6 @@ class EvaluateConfig(StrictModel):
     plots: Plots = Plots()
     export: Export = Export()
     tracking: Tracking = Tracking()
-
-    @field_validator("arms")
-    @classmethod
-    def _arms_unique_nonempty(cls, arms: list[str]) -> list[str]:
-        require_distinct(arms, "arms")
-        return arms
-
-    @field_validator("datasets")
-    @classmethod
-    def _dataset_names_unique(cls, datasets: list[Dataset]) -> list[Dataset]:
-        require_distinct([d.name for d in datasets], "dataset names")
-        return datasets
 
     @model_validator(mode="after")
     def _arm_inputs_given(self) -> EvaluateConfig:
