@@ -449,7 +449,7 @@ def _format_rows(formats: dict) -> list[Row]:
         rows.append(
             (
                 "formats",
-                f"{row['format']} (zstd Parquet)",
+                f"{row['format']} {row['layout']} (zstd Parquet)",
                 f"{row['bytes_per_window']:.0f} B/window",
                 f"decode {_rate(decode)} w/cpu-s, draw {_rate(draw)} w/cpu-s, "
                 f"{row['read_gb_per_s_at_target']:.2f} GB/s at 100k w/s, "

@@ -1,21 +1,23 @@
-"""The corpus format: window encodings, window std, manifest merging, splits, pseudonyms."""
+"""The corpus format: window encodings and layouts (versions 1 and 2), window std,
+manifest merging, splits, pseudonyms."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from wearssl import corpus, privacy
+from wearssl import corpus, epochs, privacy
 from wearssl.corpus import (
     CHANNELS,
     WINDOW_SAMPLES,
     WindowFormat,
     add_to_manifest,
     decode_windows,
-    encode_windows,
     read_manifest,
     subject_split,
     window_std,
@@ -23,6 +25,17 @@ from wearssl.corpus import (
 )
 
 RANGE_G = 8.0
+VERSIONS = (1, 2)
+STORED_DTYPE = {
+    WindowFormat.FLOAT16: np.float16,
+    WindowFormat.INT16_MG: np.int16,
+    WindowFormat.FLOAT32: np.float32,
+}
+DRAW_DTYPE = {
+    WindowFormat.FLOAT16: np.float16,
+    WindowFormat.INT16_MG: np.float16,
+    WindowFormat.FLOAT32: np.float32,
+}
 
 
 def _random_windows(n: int = 64, seed: int = 0) -> np.ndarray:
@@ -30,37 +43,167 @@ def _random_windows(n: int = 64, seed: int = 0) -> np.ndarray:
     return rng.uniform(-RANGE_G, RANGE_G, (n, CHANNELS, WINDOW_SAMPLES)).astype(np.float32)
 
 
-def test_float32_round_trip_is_exact() -> None:
+def _table(
+    windows: np.ndarray,
+    window_format: WindowFormat = WindowFormat.FLOAT16,
+    version: int = corpus.CORPUS_VERSION,
+    subject: str = "pa",
+) -> pa.Table:
+    n = len(windows)
+    times = np.arange(n, dtype=np.int64) * 10_000
+    wear = np.arange(n) % 5 != 0
+    return corpus.day_table(subject, "2024-01-01", times, windows, wear, window_format, version)
+
+
+def _v1_table_built_by_hand(windows: np.ndarray, window_format: WindowFormat) -> pa.Table:
+    """A version-1 day table built from the layout's definition, not by the corpus writer:
+    ``window`` a fixed-size list of 900 values of the storage type."""
+    if window_format is WindowFormat.INT16_MG:
+        stored = np.clip(np.rint(windows * 1000.0), -32768, 32767).astype(np.int16)
+    else:
+        stored = windows.astype(STORED_DTYPE[window_format])
+    values = pa.array(stored.reshape(-1))  # float16, int16 or float32, as numpy has them
+    n = len(windows)
+    return pa.table(
+        {
+            "subject": pa.array(["pa"] * n),
+            "day": pa.array(["2024-01-01"] * n),
+            "time": pa.array(np.arange(n) * 10_000, pa.timestamp("ms", tz="UTC")),
+            "window": pa.FixedSizeListArray.from_arrays(values, CHANNELS * WINDOW_SAMPLES),
+            "std": pa.array(window_std(windows), pa.float32()),
+            "wear": pa.array(np.arange(n) % 5 != 0),
+        }
+    )
+
+
+def _assert_identical(first: np.ndarray, second: np.ndarray) -> None:
+    assert first.dtype == second.dtype
+    assert first.shape == second.shape
+    np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_float32_round_trip_is_exact(version: int) -> None:
     windows = _random_windows()
-    decoded = decode_windows(encode_windows(windows, WindowFormat.FLOAT32))
+    decoded = decode_windows(_table(windows, WindowFormat.FLOAT32, version))
     assert decoded.dtype == np.float32
     np.testing.assert_array_equal(decoded, windows)
 
 
-def test_float16_round_trip_keeps_half_precision() -> None:
+@pytest.mark.parametrize("version", VERSIONS)
+def test_float16_round_trip_keeps_half_precision(version: int) -> None:
     """float16 keeps 11 significant bits: within 1e-3 g below 2 g, 4 mg at 8 g, and exact
     on the AX3's 1/256 g grid across its +-8 g range."""
     windows = _random_windows()
-    decoded = decode_windows(encode_windows(windows, WindowFormat.FLOAT16))
+    decoded = decode_windows(_table(windows, WindowFormat.FLOAT16, version))
     error = np.abs(decoded - windows)
     assert np.all(error <= np.abs(windows) * 2.0**-11 + 1e-7)
     assert np.all(error[np.abs(windows) < 2.0] <= 1e-3)
     ax3 = np.round(windows * 256) / 256
-    np.testing.assert_array_equal(decode_windows(encode_windows(ax3, WindowFormat.FLOAT16)), ax3)
+    np.testing.assert_array_equal(decode_windows(_table(ax3, WindowFormat.FLOAT16, version)), ax3)
 
 
-def test_int16_milli_g_round_trip_within_half_a_milli_g() -> None:
+@pytest.mark.parametrize("version", VERSIONS)
+def test_int16_milli_g_round_trip_within_half_a_milli_g(version: int) -> None:
     windows = _random_windows()
-    decoded = decode_windows(encode_windows(windows, WindowFormat.INT16_MG))
+    decoded = decode_windows(_table(windows, WindowFormat.INT16_MG, version))
     assert decoded.dtype == np.float32
     assert np.max(np.abs(decoded - windows)) <= 0.5e-3 + 1e-6
 
 
-def test_decode_accepts_chunked_columns_and_other_lengths() -> None:
-    windows = _random_windows(6)[:, :, :150]
-    column = encode_windows(windows, WindowFormat.FLOAT32)
-    chunked = pa.chunked_array([column.slice(0, 2), column.slice(2)])
-    np.testing.assert_array_equal(decode_windows(chunked, length=150), windows)
+@pytest.mark.parametrize("window_format", list(WindowFormat))
+def test_version_2_stores_one_little_endian_channel_major_value_per_window(
+    window_format: WindowFormat, tmp_path: Path
+) -> None:
+    windows = np.round(_random_windows(7) * 256) / 256
+    entry = corpus.write_day(str(tmp_path), _table(windows, window_format), "rec")
+    field = pq.read_schema(tmp_path / entry["file"]).field("window")
+    itemsize = np.dtype(STORED_DTYPE[window_format]).itemsize
+    assert field.type == pa.binary(CHANNELS * WINDOW_SAMPLES * itemsize)
+    read = corpus.read_day(str(tmp_path), entry)
+    stored = decode_windows(read, dtype=None)
+    if window_format is WindowFormat.INT16_MG:
+        expected = np.rint(windows[3] * 1000).astype("<i2").tobytes()
+    else:
+        expected = windows[3].astype(np.dtype(STORED_DTYPE[window_format]).newbyteorder("<"))
+        expected = expected.tobytes()
+    assert read["window"][3].as_py() == expected  # (3, L) row-major: channel by channel
+    assert stored.dtype == DRAW_DTYPE[window_format]
+    np.testing.assert_array_equal(
+        decode_windows(read), decode_windows(_table(windows, window_format))
+    )
+    np.testing.assert_allclose(decode_windows(read), windows, atol=0.5e-3)
+
+
+@pytest.mark.parametrize("window_format", list(WindowFormat))
+def test_version_1_files_read_identically_to_version_2(
+    window_format: WindowFormat, tmp_path: Path
+) -> None:
+    """A day file in the list layout, built by hand and by the version-1 writer, decodes to
+    exactly what its version-2 copy does: dtype, shape and values, whole or some rows."""
+    windows = _random_windows(20, seed=3)
+    v1_by_hand = tmp_path / "v1.parquet"
+    pq.write_table(_v1_table_built_by_hand(windows, window_format), v1_by_hand)
+    v1_entry = corpus.write_day(str(tmp_path / "v1"), _table(windows, window_format, 1), "r")
+    v2_entry = corpus.write_day(str(tmp_path / "v2"), _table(windows, window_format, 2), "r")
+    v1 = corpus.read_day(str(tmp_path / "v1"), v1_entry)
+    v2 = corpus.read_day(str(tmp_path / "v2"), v2_entry)
+    assert pa.types.is_fixed_size_list(v1.schema.field("window").type)
+    assert pa.types.is_fixed_size_binary(v2.schema.field("window").type)
+    rows = np.array([19, 0, 7, 7, 3])
+    for table in (pq.read_table(v1_by_hand), v1):
+        for dtype in (np.float32, None):
+            _assert_identical(decode_windows(table, dtype=dtype), decode_windows(v2, dtype=dtype))
+            _assert_identical(
+                decode_windows(table, rows, dtype=dtype), decode_windows(v2, rows, dtype=dtype)
+            )
+    assert decode_windows(v2, rows, dtype=None).dtype == DRAW_DTYPE[window_format]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_decode_accepts_chunked_sliced_and_empty_tables(version: int) -> None:
+    windows = _random_windows(6)
+    table = _table(windows, WindowFormat.FLOAT32, version)
+    chunked = pa.concat_tables([table.slice(0, 2), table.slice(2)])
+    assert chunked["window"].num_chunks == 2
+    np.testing.assert_array_equal(decode_windows(chunked), windows)
+    np.testing.assert_array_equal(decode_windows(chunked.slice(1, 3)), windows[1:4])
+    np.testing.assert_array_equal(decode_windows(chunked, [5, 1, 2]), windows[[5, 1, 2]])
+    assert decode_windows(table, []).shape == (0, CHANNELS, WINDOW_SAMPLES)
+
+
+def test_day_tables_of_an_unknown_version_are_refused() -> None:
+    with pytest.raises(ValueError, match="version 3"):
+        _table(_random_windows(2), WindowFormat.FLOAT16, version=3)
+
+
+def test_decode_refuses_a_window_column_of_neither_layout() -> None:
+    unlabelled = pa.table({"window": pa.array([b"\0" * 1800], pa.binary(1800))})
+    with pytest.raises(ValueError, match="neither layout"):
+        decode_windows(unlabelled)
+
+
+@pytest.mark.parametrize("window_format", list(WindowFormat))
+def test_draw_windows_is_the_same_on_version_1_and_2_copies(
+    window_format: WindowFormat, tmp_path: Path
+) -> None:
+    windows = np.round(_random_windows(60, seed=4) * 256) / 256
+    windows[::7] *= 0.01  # a range of std, so that the weighted draw has something to weigh
+    for version in VERSIONS:
+        corpus.write_day(
+            str(tmp_path / f"v{version}"), _table(windows, window_format, version), "r"
+        )
+    file = corpus.day_file("pa", "2024-01-01")
+    for weighted in (True, False):
+        item = {"file": file, "row_start": 5, "row_end": 55, "seed": 11}
+        v1 = epochs.draw_windows(str(tmp_path / "v1"), item, 30, weighted)
+        v2 = epochs.draw_windows(str(tmp_path / "v2"), item, 30, weighted)
+        _assert_identical(v1, v2)
+        assert v2.shape == (30, CHANNELS, WINDOW_SAMPLES)
+        assert v2.dtype == DRAW_DTYPE[window_format]
+        worn = decode_windows(_table(windows, window_format), dtype=None)[5:55]
+        worn = worn[(np.arange(5, 55) % 5 != 0)]
+        assert {w.tobytes() for w in v2} <= {w.tobytes() for w in worn}
 
 
 def test_window_std_is_std_of_vector_magnitude() -> None:
@@ -117,8 +260,10 @@ def test_write_and_read_a_day(tmp_path: Path) -> None:
     entry = corpus.write_day(str(tmp_path), table, "rec")
     assert entry["n_windows"] == 5 and entry["n_wear"] == 4
     read = corpus.read_day(str(tmp_path), entry)
-    np.testing.assert_array_equal(decode_windows(read["window"]), windows)
+    np.testing.assert_array_equal(decode_windows(read), windows)
     assert not list(tmp_path.rglob(".tmp-*"))
+    some = corpus.read_day(str(tmp_path), {**entry, "row_start": 1, "row_end": 3}, columns=["wear"])
+    assert some.column_names == ["wear"] and some["wear"].to_pylist() == [True, False]
 
 
 def test_day_table_rejects_wrong_window_shape() -> None:
@@ -158,3 +303,28 @@ def test_info_round_trip(tmp_path: Path) -> None:
     info = corpus.CorpusInfo(window_format=WindowFormat.INT16_MG.value)
     corpus.write_info(tmp_path, info)
     assert corpus.read_info(tmp_path) == info
+
+
+def test_new_corpora_are_version_2() -> None:
+    assert corpus.CORPUS_VERSION == 2
+    assert corpus.CorpusInfo().version == corpus.CORPUS_VERSION
+
+
+def test_a_corpus_of_a_newer_version_is_refused_naming_its_info_file(tmp_path: Path) -> None:
+    info = {**corpus.CorpusInfo().__dict__, "version": corpus.CORPUS_VERSION + 1}
+    (tmp_path / corpus.INFO_NAME).write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="version 3") as refused:
+        corpus.read_info(tmp_path)
+    assert str(tmp_path / corpus.INFO_NAME) in str(refused.value)
+    with pytest.raises(ValueError, match="version 3"):
+        corpus.info_to_write(tmp_path, corpus.CorpusInfo())
+
+
+def test_windows_added_to_a_version_1_corpus_keep_its_version(tmp_path: Path) -> None:
+    v1 = corpus.CorpusInfo(window_format=WindowFormat.INT16_MG.value, version=1)
+    corpus.write_info(tmp_path, v1)
+    wanted = corpus.CorpusInfo(window_format=WindowFormat.INT16_MG.value)
+    assert corpus.info_to_write(tmp_path, wanted) == v1
+    assert corpus.info_to_write(tmp_path / "new", wanted) == wanted
+    with pytest.raises(ValueError, match="cannot add windows"):
+        corpus.info_to_write(tmp_path, corpus.CorpusInfo())

@@ -368,7 +368,7 @@ def test_two_recordings_of_one_subject_merge_into_one_day(ray_address, tmp_path)
     overlap_ms = first_windows.starts_ns[-1] // 1_000_000
     times = table["time"].cast(pa.int64()).to_numpy()
     row = int(np.flatnonzero(times == overlap_ms)[0])
-    stored = corpus.decode_windows(table["window"].slice(row, 1))[0]
+    stored = corpus.decode_windows(table, [row])[0]
     np.testing.assert_allclose(stored, first_windows.windows[-1], atol=1e-3)
 
     again = ingest_recordings([str(inputs)], str(out), options)
@@ -387,6 +387,37 @@ def test_subject_map_missing_a_file_quarantines_it(ray_address, tmp_path):
     status = {Path(r["file"]).name: r["status"] for r in report.recordings}
     assert status == {"a.npy": "ingested", "b.npy": "quarantined"}
     assert report.exit_status == EXIT_QUARANTINED
+
+
+def test_ingest_into_a_version_1_corpus_keeps_its_layout(ray_address, tmp_path):
+    write_npy(tmp_path / "a.npy", 120, 30)
+    options = quiet(read=ReadOptions(sample_rate_hz=30, start=START))
+    tables = {}
+    for version in (1, 2):
+        out = tmp_path / f"v{version}"
+        if version == 1:
+            corpus.write_info(out, corpus.CorpusInfo(version=1))
+        report = ingest_recordings([str(tmp_path / "a.npy")], str(out), options)
+        assert report.exit_status == EXIT_OK
+        assert corpus.read_info(out).version == version
+        (entry,) = corpus.read_manifest(out).to_pylist()
+        tables[version] = corpus.read_day(str(out), entry)
+    assert pa.types.is_fixed_size_list(tables[1].schema.field("window").type)
+    assert pa.types.is_fixed_size_binary(tables[2].schema.field("window").type)
+    assert tables[1].num_rows == tables[2].num_rows == 12
+    v1, v2 = corpus.decode_windows(tables[1]), corpus.decode_windows(tables[2])
+    assert v1.dtype == v2.dtype and v1.shape == v2.shape
+    np.testing.assert_array_equal(v1, v2)
+
+
+def test_ingest_refuses_a_corpus_of_a_newer_version(tmp_path):
+    write_npy(tmp_path / "a.npy", 60, 30)
+    info_path = tmp_path / "corpus" / corpus.INFO_NAME
+    info_path.parent.mkdir()
+    info_path.write_text(f'{{"version": {corpus.CORPUS_VERSION + 1}}}')
+    with pytest.raises(ValueError, match=f"version {corpus.CORPUS_VERSION + 1}") as refused:
+        ingest_recordings([str(tmp_path / "a.npy")], str(info_path.parent), quiet())
+    assert str(info_path) in str(refused.value)
 
 
 def test_options_refuse_windows_the_corpus_cannot_hold():

@@ -71,7 +71,7 @@ def test_drawn_windows_follow_the_wear_flag_and_count(synthetic_corpus):
     windows = epochs.draw_windows(synthetic_corpus, item, 200, weighted=True)
     assert windows.shape == (200, 3, corpus.WINDOW_SAMPLES)
     table = corpus.read_day(synthetic_corpus, item)
-    stored = corpus.decode_windows(table["window"])
+    stored = corpus.decode_windows(table)
     worn = stored[table["wear"].to_numpy(zero_copy_only=False)]
     worn_keys = {w.tobytes() for w in worn.astype(np.float16)}
     assert all(w.tobytes() in worn_keys for w in windows)

@@ -6,6 +6,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from scipy import stats
@@ -59,11 +60,12 @@ def _file_bytes(root: Path) -> dict[str, bytes]:
 def test_manifest_matches_files(corpus_dir: Path) -> None:
     manifest = corpus.read_manifest(corpus_dir)
     assert manifest.num_rows == SUBJECTS
-    assert corpus.read_info(corpus_dir).window_format == WindowFormat.FLOAT16.value
+    assert corpus.read_info(corpus_dir) == corpus.CorpusInfo(window_format="float16", version=2)
     for row in manifest.to_pylist():
         path = corpus_dir / row["file"]
         assert path.is_file()
         table = pq.read_table(path)
+        assert table.schema.field("window").type == pa.binary(3 * corpus.WINDOW_SAMPLES * 2)
         assert table.num_rows == row["n_windows"] == row["row_end"] - row["row_start"]
         assert row["n_windows"] == synthetic.WINDOWS_PER_DAY
         assert row["n_wear"] == int(np.sum(table["wear"].to_numpy(zero_copy_only=False)))
@@ -97,7 +99,7 @@ def test_window_std_has_a_still_and_an_active_mode(day_tables: list) -> None:
 
 
 def test_still_windows_measure_one_g(day_tables: list) -> None:
-    windows = np.concatenate([corpus.decode_windows(t["window"]) for t in day_tables])
+    windows = np.concatenate([corpus.decode_windows(t) for t in day_tables])
     std = corpus.window_std(windows)
     magnitude = np.linalg.norm(windows[std < STILL_G], axis=1).mean(axis=1)
     assert len(magnitude) > 1000
@@ -115,9 +117,9 @@ def test_same_seed_gives_identical_files_and_other_seed_differs(
     other = tmp_path / "other"
     write_synthetic_corpus(str(other), 1, 1, seed=SEED + 1, workers=1, progress=False)
     (other_day,) = (p for p in _file_bytes(other) if p.startswith(corpus.DAYS_DIR))
-    other_windows = corpus.decode_windows(pq.read_table(other / other_day)["window"])
+    other_windows = corpus.decode_windows(pq.read_table(other / other_day))
     first_day = corpus.day_file(synthetic_subject_id(0, SEED), "2024-01-01")
-    first_windows = corpus.decode_windows(pq.read_table(corpus_dir / first_day)["window"])
+    first_windows = corpus.decode_windows(pq.read_table(corpus_dir / first_day))
     assert not np.array_equal(other_windows, first_windows)
 
 
@@ -137,7 +139,7 @@ def test_recording_matches_corpus_day_from_any_start(day_tables: list) -> None:
     assert recording.xyz.dtype == np.float32 and recording.activity.dtype == np.int8
     table = next(t for t in day_tables if t["subject"][0].as_py() == synthetic_subject_id(0, SEED))
     half = synthetic.WINDOWS_PER_DAY // 2
-    stored = corpus.decode_windows(table["window"])[half:]
+    stored = corpus.decode_windows(table)[half:]
     from_recording = recording.xyz.reshape(half, corpus.WINDOW_SAMPLES, 3).transpose(0, 2, 1)
     np.testing.assert_array_equal(stored, from_recording)  # 1/256 g steps are exact in float16
     window_times = table["time"].cast("int64").to_numpy()[half:]
@@ -276,6 +278,20 @@ def test_existing_corpus_of_another_format_is_refused(corpus_dir: Path) -> None:
         write_synthetic_corpus(
             str(corpus_dir), 1, 1, window_format=WindowFormat.FLOAT32, progress=False
         )
+
+
+def test_days_added_to_a_version_1_corpus_are_written_in_its_layout(
+    day_tables: list, tmp_path: Path
+) -> None:
+    v1 = corpus.CorpusInfo(window_format=WindowFormat.FLOAT16.value, version=1)
+    corpus.write_info(tmp_path, v1)
+    write_synthetic_corpus(str(tmp_path), 1, 1, seed=SEED, workers=1, progress=False)
+    assert corpus.read_info(tmp_path) == v1
+    (entry,) = corpus.read_manifest(tmp_path).to_pylist()
+    table = corpus.read_day(str(tmp_path), entry)
+    assert pa.types.is_fixed_size_list(table.schema.field("window").type)
+    same_day = next(t for t in day_tables if t["subject"][0].as_py() == entry["subject"])
+    np.testing.assert_array_equal(corpus.decode_windows(table), corpus.decode_windows(same_day))
 
 
 @pytest.mark.parametrize(

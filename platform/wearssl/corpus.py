@@ -7,9 +7,19 @@ Layout of a corpus root (a local folder or any URI pyarrow understands, e.g. ``s
     ROOT/days/<subject>/<day>.parquet     one file per subject-day, one row per window
 
 A window row holds: ``subject`` (pseudonym), ``day`` (ISO date), ``time`` (window start,
-UTC), ``window`` (the 3 x 300 samples, channel-major, fixed-size list), ``std`` (std of
-the vector magnitude over the window) and ``wear``. A subject's split comes from a
-stable hash of its pseudonym, so it never changes as the corpus grows.
+UTC), ``window`` (the 3 x 300 samples, channel-major), ``std`` (std of the vector
+magnitude over the window) and ``wear``. A subject's split comes from a stable hash of
+its pseudonym, so it never changes as the corpus grows.
+
+``corpus.json`` records the format version, which fixes the layout of ``window``:
+
+- version 1: a fixed-size list of 900 values of the storage dtype; Parquet stores it
+  value by value with repetition and definition levels, which dominate the read time;
+- version 2: one ``fixed_size_binary(900 * itemsize)`` value per window, the same
+  samples as little-endian bytes, with the storage format in the field's metadata.
+
+Readers take either layout, file by file, from the Arrow type of the ``window`` column;
+writers write the version the corpus records, so a corpus never mixes the two.
 
 Writes are atomic (write a temporary object, then rename), so an interrupted writer
 never leaves a half-written day file or manifest behind.
@@ -20,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -39,6 +49,11 @@ INFO_NAME = "corpus.json"
 DAYS_DIR = "days"
 TEST_FRACTION = 0.2
 MILLI_G = 1000.0
+CORPUS_VERSION = 2
+"""The newest corpus format this code writes and reads; it reads every older one too."""
+LIST_LAYOUT_VERSION = 1
+"""The version whose ``window`` is a fixed-size list of values (newer: one binary value)."""
+FORMAT_METADATA_KEY = b"window_format"
 
 
 class WindowFormat(str, Enum):
@@ -55,6 +70,12 @@ _ARROW_VALUE_TYPE = {
     WindowFormat.INT16_MG: pa.int16(),
     WindowFormat.FLOAT32: pa.float32(),
 }
+_STORED_DTYPE = {
+    WindowFormat.FLOAT16: np.dtype("<f2"),
+    WindowFormat.INT16_MG: np.dtype("<i2"),
+    WindowFormat.FLOAT32: np.dtype("<f4"),
+}
+_FORMAT_OF_VALUE_TYPE = {value_type: f for f, value_type in _ARROW_VALUE_TYPE.items()}
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -76,17 +97,32 @@ class CorpusInfo:
     sample_rate_hz: int = SAMPLE_RATE_HZ
     window_samples: int = WINDOW_SAMPLES
     window_format: str = WindowFormat.FLOAT16.value
-    version: int = 1
+    version: int = CORPUS_VERSION
 
 
-def window_schema(window_format: WindowFormat = WindowFormat.FLOAT16) -> pa.Schema:
-    value_type = _ARROW_VALUE_TYPE[WindowFormat(window_format)]
+def window_field(
+    window_format: WindowFormat, version: int = CORPUS_VERSION, length: int = WINDOW_SAMPLES
+) -> pa.Field:
+    """The ``window`` column of a day file in the layout of corpus ``version``."""
+    if version not in (LIST_LAYOUT_VERSION, CORPUS_VERSION):
+        raise ValueError(f"no window layout for corpus version {version}")
+    window_format = WindowFormat(window_format)
+    if version == LIST_LAYOUT_VERSION:
+        return pa.field("window", pa.list_(_ARROW_VALUE_TYPE[window_format], CHANNELS * length))
+    width = CHANNELS * length * _STORED_DTYPE[window_format].itemsize
+    metadata = {FORMAT_METADATA_KEY: window_format.value.encode()}
+    return pa.field("window", pa.binary(width), metadata=metadata)
+
+
+def window_schema(
+    window_format: WindowFormat = WindowFormat.FLOAT16, version: int = CORPUS_VERSION
+) -> pa.Schema:
     return pa.schema(
         [
             ("subject", pa.string()),
             ("day", pa.string()),
             ("time", pa.timestamp("ms", tz="UTC")),
-            ("window", pa.list_(value_type, CHANNELS * WINDOW_SAMPLES)),
+            window_field(window_format, version),
             ("std", pa.float32()),
             ("wear", pa.bool_()),
         ]
@@ -139,31 +175,71 @@ def window_std(windows: np.ndarray) -> np.ndarray:
     return magnitude.std(axis=1).astype(np.float32)
 
 
-def encode_windows(windows: np.ndarray, window_format: WindowFormat) -> pa.FixedSizeListArray:
-    """``(n, 3, L)`` float windows in g -> the Parquet column in the given storage format."""
-    n, channels, length = windows.shape
+def encode_windows(
+    windows: np.ndarray, window_format: WindowFormat, version: int = CORPUS_VERSION
+) -> pa.Array:
+    """``(n, 3, L)`` float windows in g -> the ``window`` column of corpus ``version``."""
+    n, _, length = windows.shape
     window_format = WindowFormat(window_format)
     if window_format is WindowFormat.INT16_MG:
-        flat = np.clip(np.rint(windows * MILLI_G), -32768, 32767).astype(np.int16)
-    else:
-        flat = windows.astype(window_format.value)
+        windows = np.clip(np.rint(windows * MILLI_G), -32768, 32767)
+    stored = np.ascontiguousarray(windows, dtype=_STORED_DTYPE[window_format])
+    field = window_field(window_format, version, length)
+    if version != LIST_LAYOUT_VERSION:
+        return pa.FixedSizeBinaryArray.from_buffers(field.type, n, [None, pa.py_buffer(stored)])
     if window_format is WindowFormat.FLOAT16:
         # converting through uint16 skips a slow first-call path for float16 in pyarrow
-        values = pa.array(flat.reshape(-1).view(np.uint16)).view(pa.float16())
+        values = pa.array(stored.reshape(-1).view(np.uint16)).view(pa.float16())
     else:
-        values = pa.array(flat.reshape(-1), type=_ARROW_VALUE_TYPE[window_format])
-    return pa.FixedSizeListArray.from_arrays(values, channels * length)
+        values = pa.array(stored.reshape(-1), type=field.type.value_type)
+    return pa.FixedSizeListArray.from_arrays(values, type=field.type)
 
 
-def decode_windows(column: pa.Array | pa.ChunkedArray, length: int = WINDOW_SAMPLES) -> np.ndarray:
-    """The Parquet ``window`` column -> ``(n, 3, L)`` float32 in g, whatever the storage format."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    values = column.flatten().to_numpy(zero_copy_only=False)
-    windows = values.reshape(len(column), CHANNELS, length).astype(np.float32)
-    if values.dtype == np.int16:
-        windows /= MILLI_G
-    return windows
+def _stored_format(field: pa.Field) -> WindowFormat:
+    """The storage format of a ``window`` column, from its type (list) or metadata (binary)."""
+    if pa.types.is_fixed_size_list(field.type):
+        return _FORMAT_OF_VALUE_TYPE[field.type.value_type]
+    if pa.types.is_fixed_size_binary(field.type) and FORMAT_METADATA_KEY in (field.metadata or {}):
+        return WindowFormat(field.metadata[FORMAT_METADATA_KEY].decode())
+    raise ValueError(
+        f"window column of type {field.type} with metadata {field.metadata} is neither "
+        "layout of the corpus format (a fixed-size list, or fixed-size binary with "
+        f"{FORMAT_METADATA_KEY.decode()!r} metadata)"
+    )
+
+
+def _stored_windows(table: pa.Table, rows: np.ndarray | None = None) -> np.ndarray:
+    """The ``window`` column of a day table (either layout), or its ``rows`` only, as
+    ``(n, 3, L)`` in the stored dtype (float16, int16 milli-g or float32)."""
+    field = table.schema.field("window")
+    dtype = _STORED_DTYPE[_stored_format(field)]
+    column = table["window"]
+    if rows is not None:
+        column = column.take(pa.array(rows, pa.int64()))
+    column = column.combine_chunks()
+    if pa.types.is_fixed_size_list(field.type):
+        values = column.flatten().to_numpy(zero_copy_only=False)
+        per_window = field.type.list_size
+    else:
+        width = field.type.byte_width
+        per_window = width // dtype.itemsize
+        data = column.buffers()[1]
+        raw = np.frombuffer(data if data is not None else b"", np.uint8)
+        values = raw[column.offset * width : (column.offset + len(column)) * width].view(dtype)
+    values = values.astype(dtype.newbyteorder("="), copy=False)
+    return values.reshape(len(column), CHANNELS, per_window // CHANNELS)
+
+
+def decode_windows(
+    table: pa.Table, rows: np.ndarray | None = None, dtype: type | None = np.float32
+) -> np.ndarray:
+    """The windows of a day table (either layout), or its ``rows`` only, in g: ``(n, 3, L)``
+    of ``dtype``, or with ``dtype=None`` in the stored precision (float16 for float16 and
+    int16 milli-g, float32 for float32)."""
+    stored = _stored_windows(table, rows)
+    if stored.dtype == np.int16:
+        return (stored.astype(np.float32) / MILLI_G).astype(np.float16 if dtype is None else dtype)
+    return stored.astype(stored.dtype if dtype is None else dtype)
 
 
 def day_table(
@@ -173,8 +249,9 @@ def day_table(
     windows: np.ndarray,
     wear: np.ndarray,
     window_format: WindowFormat = WindowFormat.FLOAT16,
+    version: int = CORPUS_VERSION,
 ) -> pa.Table:
-    """One subject-day's windows as a table in the corpus schema."""
+    """One subject-day's windows as a table in the schema of corpus ``version``."""
     n = len(windows)
     if windows.shape[1:] != (CHANNELS, WINDOW_SAMPLES):
         raise ValueError(
@@ -186,11 +263,11 @@ def day_table(
             "subject": pa.array([subject] * n, pa.string()),
             "day": pa.array([day] * n, pa.string()),
             "time": pa.array(start_times_ms.astype("int64"), pa.timestamp("ms", tz="UTC")),
-            "window": encode_windows(windows, window_format),
+            "window": encode_windows(windows, window_format, version),
             "std": pa.array(window_std(windows), pa.float32()),
             "wear": pa.array(wear.astype(bool), pa.bool_()),
         },
-        schema=window_schema(window_format),
+        schema=window_schema(window_format, version),
     )
 
 
@@ -235,11 +312,13 @@ def manifest_entry(
     }
 
 
-def read_day(root: str, entry: dict, fs: pafs.FileSystem | None = None) -> pa.Table:
-    """The window rows of one manifest entry (a subject-day)."""
+def read_day(
+    root: str, entry: dict, fs: pafs.FileSystem | None = None, columns: list[str] | None = None
+) -> pa.Table:
+    """The window rows of one manifest entry (a subject-day), all columns or ``columns``."""
     if fs is None:
         fs, root = resolve(root)
-    table = pq.read_table(join(root, entry["file"]), filesystem=fs)
+    table = pq.read_table(join(root, entry["file"]), filesystem=fs, columns=columns)
     return table.slice(entry["row_start"], entry["row_end"] - entry["row_start"])
 
 
@@ -313,4 +392,25 @@ def read_info(root: str | Path) -> CorpusInfo:
     if not exists(fs, info_path):
         raise FileNotFoundError(f"{root} is not a wearssl corpus: {info_path} is missing")
     with fs.open_input_stream(info_path) as f:
-        return CorpusInfo(**json.loads(f.read()))
+        info = CorpusInfo(**json.loads(f.read()))
+    if not LIST_LAYOUT_VERSION <= info.version <= CORPUS_VERSION:
+        raise ValueError(
+            f"{info_path} records corpus version {info.version}; this wearssl reads versions "
+            f"{LIST_LAYOUT_VERSION} to {CORPUS_VERSION} (a newer corpus needs a newer wearssl)"
+        )
+    return info
+
+
+def info_to_write(root: str | Path, wanted: CorpusInfo) -> CorpusInfo:
+    """What new windows for the corpus at ``root`` are written as: ``wanted`` where there
+    is no corpus yet; the corpus's own info (so its version's layout) where it holds one
+    of the same rate, window length and format. Another format is a ValueError."""
+    try:
+        existing = read_info(root)
+    except FileNotFoundError:
+        return wanted
+    if replace(existing, version=wanted.version) != wanted:
+        raise ValueError(
+            f"{root} already holds a corpus with {existing}; cannot add windows with {wanted}"
+        )
+    return existing

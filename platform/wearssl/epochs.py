@@ -100,19 +100,19 @@ def epoch_plan(days: dict[str, list[SubjectDay]], seed: int, epoch: int) -> list
     return plan
 
 
+DRAW_COLUMNS = ["window", "std", "wear"]
+
+
 def draw_windows(root: str, item: dict, windows_per_subject: int, weighted: bool) -> np.ndarray:
-    """Read one subject-day and return its sampled windows, ``(k, 3, L)`` in storage precision."""
-    table = corpus.read_day(root, item)
+    """Read one subject-day and return its sampled windows, ``(k, 3, L)`` in storage
+    precision (float16 for int16 milli-g). Reads only the columns the draw needs and
+    decodes only the sampled windows."""
+    table = corpus.read_day(root, item, columns=DRAW_COLUMNS)
     wear = table["wear"].to_numpy(zero_copy_only=False)
     std = table["std"].to_numpy()
     rng = np.random.default_rng(item["seed"])
     chosen = sample_window_indices(std, windows_per_subject, rng, weighted=weighted, eligible=wear)
-    picked = table["window"].take(pa.array(chosen, pa.int64()))
-    values = picked.combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    windows = values.reshape(len(chosen), corpus.CHANNELS, -1)
-    if windows.dtype == np.int16:
-        return (windows.astype(np.float32) / corpus.MILLI_G).astype(np.float16)
-    return windows
+    return corpus.decode_windows(table, chosen, dtype=None)
 
 
 def _draw_batch(

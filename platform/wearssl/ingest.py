@@ -21,7 +21,8 @@ How it works:
   run any task.
 - **Per recording:** content hash (sha256 of the bytes) -> skip if already in the
   manifest -> read -> calibrate / non-wear / resample / window (``wearssl.preprocess``)
-  -> one corpus file per subject-day (``corpus.write_day``, atomic). A day that already
+  -> one corpus file per subject-day (``corpus.write_day``, atomic), in the window
+  format and layout version that the corpus's ``corpus.json`` records. A day that already
   holds windows of another recording of the subject is merged with them (window start
   times unique, the earlier file's window kept), and its manifest ``recording`` lists
   both hashes joined by ``+``.
@@ -318,7 +319,7 @@ def _write_recording_days(
     subject: str,
     recording_id: str,
     windowed: WindowedRecording,
-    window_format: WindowFormat,
+    info: CorpusInfo,
     day_recordings: dict[str, set[str]],
     entries: dict[str, dict],
 ) -> None:
@@ -330,7 +331,8 @@ def _write_recording_days(
             starts_ms[rows],
             windowed.windows[rows],
             windowed.wear[rows],
-            window_format,
+            WindowFormat(info.window_format),
+            info.version,
         )
         sources = day_recordings.get(day, set())
         if sources - {recording_id}:
@@ -360,6 +362,7 @@ def ingest_one(
         if digest in known:
             summary.update(status="skipped", reason="already in the corpus")
             return summary
+        info = corpus.read_info(out)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         recording = read_recording(path, options.read)
@@ -385,9 +388,7 @@ def ingest_one(
             return summary
         t0 = time.perf_counter()
         fs, root = corpus.resolve(out)
-        _write_recording_days(
-            fs, root, subject, digest, windowed, options.window_format, day_recordings, entries
-        )
+        _write_recording_days(fs, root, subject, digest, windowed, info, day_recordings, entries)
         timings["write"] = time.perf_counter() - t0
         days = {day for day, _ in split_days(windowed.starts_ns)}
         partial = read_errors > 0 or bool(lost)
@@ -454,14 +455,10 @@ def _largest_node_memory() -> int:
 
 
 def _prepare_corpus(out: str, window_format: WindowFormat) -> None:
-    info = CorpusInfo(window_format=window_format.value)
-    try:
-        existing = corpus.read_info(out)
-    except FileNotFoundError:
-        corpus.write_info(out, info)
-        return
-    if existing != info:
-        raise ValueError(f"{out} holds a corpus with {existing}; this ingest would write {info}")
+    """Write ``corpus.json`` for a new corpus; an existing one must hold ``window_format``
+    (its version is kept: the tasks write that version's layout)."""
+    info = corpus.info_to_write(out, CorpusInfo(window_format=window_format.value))
+    corpus.write_info(out, info)
 
 
 def _known_recordings(manifest: pa.Table | None) -> frozenset[str]:

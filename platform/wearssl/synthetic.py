@@ -582,8 +582,10 @@ def synth_subject_day(
     day_index: int,
     seed: int,
     window_format: WindowFormat = WindowFormat.FLOAT16,
+    version: int = corpus.CORPUS_VERSION,
 ) -> tuple[str, str, pa.Table]:
-    """One subject-day (day 0 = 2024-01-01) as a corpus table of 8,640 10-s windows at 30 Hz.
+    """One subject-day (day 0 = 2024-01-01) as a corpus table of 8,640 10-s windows at 30 Hz,
+    in the layout of corpus ``version``.
 
     A window's wear flag is False when most of its samples are non-wear.
     """
@@ -606,28 +608,20 @@ def synth_subject_day(
         _to_windows(xyz, corpus.WINDOW_SAMPLES),
         non_wear_share <= 0.5,
         window_format,
+        version,
     )
     return subject, day.isoformat(), table
 
 
 def _write_subject_day(
-    out: str, subject_index: int, day_index: int, seed: int, window_format: WindowFormat
+    out: str, subject_index: int, day_index: int, seed: int, info: CorpusInfo
 ) -> dict:
     """Make and write one subject-day; returns its manifest entry (runs in a worker process)."""
-    _, _, table = synth_subject_day(subject_index, day_index, seed, window_format)
+    _, _, table = synth_subject_day(
+        subject_index, day_index, seed, WindowFormat(info.window_format), info.version
+    )
     recording = f"synthetic seed={seed} subject={subject_index}"
     return corpus.write_day(out, table, recording)
-
-
-def _check_existing_info(out: str, info: CorpusInfo) -> None:
-    try:
-        existing = corpus.read_info(out)
-    except FileNotFoundError:
-        return
-    if existing != info:
-        raise ValueError(
-            f"{out} already holds a corpus with {existing}; cannot add windows with {info}"
-        )
 
 
 def write_synthetic_corpus(
@@ -643,7 +637,8 @@ def write_synthetic_corpus(
 
     Subject-days are made in parallel worker processes (``workers`` defaults to the CPU
     count; 1 makes them in this process). Entries are merged into an existing manifest at
-    ``out`` (same subject-day replaced), so the call can extend a corpus of the same format.
+    ``out`` (same subject-day replaced), so the call can extend a corpus of the same format;
+    new days are then written in the layout of the version that corpus records.
     Returns the manifest.
     """
     if n_subjects < 1:
@@ -654,9 +649,7 @@ def write_synthetic_corpus(
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    window_format = WindowFormat(window_format)
-    info = CorpusInfo(window_format=window_format.value)
-    _check_existing_info(out, info)
+    info = corpus.info_to_write(out, CorpusInfo(window_format=WindowFormat(window_format).value))
 
     tasks = [(s, d) for s in range(n_subjects) for d in range(n_days)]
     report_every = max(1, len(tasks) // 10)
@@ -671,13 +664,11 @@ def write_synthetic_corpus(
 
     if workers == 1 or len(tasks) == 1:
         for s, d in tasks:
-            done(_write_subject_day(out, s, d, seed, window_format))
+            done(_write_subject_day(out, s, d, seed, info))
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
-            futures = [
-                pool.submit(_write_subject_day, out, s, d, seed, window_format) for s, d in tasks
-            ]
+            futures = [pool.submit(_write_subject_day, out, s, d, seed, info) for s, d in tasks]
             for future in as_completed(futures):
                 done(future.result())
     manifest = corpus.add_to_manifest(out, entries)
