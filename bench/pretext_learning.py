@@ -31,6 +31,7 @@ from wearssl.config.pretrain import PretrainConfig  # noqa: E402
 from wearssl.pretrain import run_pretraining  # noqa: E402
 
 TASKS = ("aot", "permute", "time_warp")
+RUNS = {"both": (True, False), "weighted": (True,), "uniform": (False,)}
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "harnet5.yaml"
 
 
@@ -80,11 +81,17 @@ def main() -> int:
     )
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     parser.add_argument("--out", type=Path, default=Path("bench/results/pretext_learning.json"))
-    parser.add_argument("overrides", nargs="*", help="key=value overrides for both runs")
+    parser.add_argument(
+        "--sampling",
+        choices=("both", "weighted", "uniform"),
+        default="both",
+        help="which runs to make (default both, weighted first)",
+    )
+    parser.add_argument("overrides", nargs="*", help="key=value overrides for the runs")
     args = parser.parse_args()
     common.connect_ray()
     results, seconds, runs = {}, {}, {}
-    for weighted in (True, False):
+    for weighted in RUNS[args.sampling]:
         cfg = learning_config(args.config, weighted, args.overrides)
         started = time.perf_counter()
         result = run_pretraining(cfg)
