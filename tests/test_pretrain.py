@@ -121,6 +121,8 @@ def test_a_tracking_uri_holding_credentials_is_refused_without_showing_them(uri)
         tracking.refuse_credentials(uri.format(secret=planted))
     assert planted not in str(refused.value)
     assert "mlflow.internal" in str(refused.value) or "db.internal" in str(refused.value)
+    with pytest.raises(ConfigError, match="holds credentials"):
+        tracking.configure(uri.format(secret=planted))
 
 
 @pytest.mark.parametrize(

@@ -536,8 +536,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
             f"corpus {root} needs subjects in both splits with worn windows; "
             f"found {len(train_days)} train and {len(test_days)} test subjects"
         )
-    uri = tracking.refuse_credentials(tracking.tracking_uri(cfg.tracking.tracking_uri))
-    tracking.configure(uri)
+    uri = tracking.configure(cfg.tracking.tracking_uri)
     tags = {
         "git_commit": tracking.git_commit(),
         "corpus_manifest_hash": corpus.manifest_hash(manifest),

@@ -61,7 +61,9 @@ def refuse_credentials(uri: str) -> str:
 
 
 def configure(explicit_uri: str | None = None) -> str:
-    uri = tracking_uri(explicit_uri)
+    """Point MLflow at the job's tracking URI (see :func:`tracking_uri`) and return it;
+    a URI holding credentials is refused (:func:`refuse_credentials`), for every job."""
+    uri = refuse_credentials(tracking_uri(explicit_uri))
     mlflow.set_tracking_uri(uri)
     return uri
 
