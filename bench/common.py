@@ -29,7 +29,7 @@ import ray
 import torch
 
 from wearssl import corpus, epochs, runtime, tracking
-from wearssl.synthetic import write_synthetic_corpus
+from wearssl.synthetic import ensure_synthetic_corpus
 
 Result = TypeVar("Result")
 
@@ -219,12 +219,8 @@ def connect_ray(num_cpus: int | None = None) -> dict:
 
 
 def synthetic_corpus(out: Path, subjects: int, days: int = 1, seed: int = 0) -> str:
-    """A synthetic corpus at ``out`` (written once; reused when its manifest is there)."""
-    try:
-        corpus.read_manifest(out)
-    except FileNotFoundError:
-        write_synthetic_corpus(str(out), subjects, days, seed, progress=False)
-    return str(out)
+    """A synthetic corpus at ``out`` (written once; reused when this generator made it)."""
+    return ensure_synthetic_corpus(str(out), subjects, days, seed, progress=False)
 
 
 def replicated_corpus(source: str, out: Path, copies: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -238,11 +239,24 @@ def test_gait_cadence_is_in_its_range(labelled: LabelledSet) -> None:
         assert np.mean((peak_hz >= low) & (peak_hz <= high)) > 0.9
 
 
-def test_gait_is_not_time_symmetric(labelled: LabelledSet) -> None:
-    """Heel strikes rise fast and decay slowly: the slope of the magnitude is skewed one way,
-    and reversing the window flips that skew, so a reversed walking window is detectable."""
-    walking = labelled.windows[labelled.labels == WALKING]
-    slope = np.diff(np.linalg.norm(walking, axis=1), axis=1)
+def test_household_strokes_keep_a_steady_rhythm(labelled: LabelledSet) -> None:
+    """Hand tasks repeat strokes at 0.7-2.5 Hz: the magnitude's spectral peak is the stroke
+    rate, the rhythm that permutation breaks and time warp bends."""
+    magnitude = np.linalg.norm(labelled.windows[labelled.labels == HOUSEHOLD], axis=1)
+    spectrum = np.abs(np.fft.rfft(magnitude - magnitude.mean(axis=1, keepdims=True)))
+    peak_hz = np.fft.rfftfreq(magnitude.shape[1], 1 / corpus.SAMPLE_RATE_HZ)[
+        spectrum.argmax(axis=1)
+    ]
+    assert np.mean((peak_hz >= 0.6) & (peak_hz <= 2.6)) > 0.9
+
+
+@pytest.mark.parametrize("activity", [WALKING, HOUSEHOLD])
+def test_movement_is_not_time_symmetric(labelled: LabelledSet, activity: int) -> None:
+    """Heel strikes and hand strokes rise fast and settle slowly: the slope of the magnitude
+    is skewed one way, and reversing the window flips that skew, so a reversed window is
+    detectable."""
+    moving = labelled.windows[labelled.labels == activity]
+    slope = np.diff(np.linalg.norm(moving, axis=1), axis=1)
     forward = stats.skew(slope, axis=1)
     reversed_ = stats.skew(-slope[:, ::-1], axis=1)
     assert np.mean(forward > reversed_) > 0.9
@@ -278,6 +292,37 @@ def test_existing_corpus_of_another_format_is_refused(corpus_dir: Path) -> None:
         write_synthetic_corpus(
             str(corpus_dir), 1, 1, window_format=WindowFormat.FLOAT32, progress=False
         )
+
+
+def test_a_corpus_of_this_generator_is_reused(corpus_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(corpus_dir, copy)
+    before = _file_bytes(copy)
+    assert synthetic.ensure_synthetic_corpus(str(copy), 5, 2, SEED, progress=False) == str(copy)
+    assert _file_bytes(copy) == before
+
+
+def test_a_corpus_of_another_generator_is_refused_and_kept(
+    corpus_dir: Path, tmp_path: Path
+) -> None:
+    """Days made by an earlier generator (their recording names no generator version) are
+    neither reused nor extended, and nothing in the folder changes."""
+    old = tmp_path / "old"
+    shutil.copytree(corpus_dir, old)
+    manifest = corpus.read_manifest(old)
+    labels = [f"synthetic seed={SEED} subject={i}" for i in range(manifest.num_rows)]
+    corpus.write_manifest(
+        old,
+        manifest.set_column(
+            manifest.schema.get_field_index("recording"), "recording", pa.array(labels)
+        ),
+    )
+    before = _file_bytes(old)
+    with pytest.raises(ValueError, match=f"{old}.*generator version {synthetic.GENERATOR_VERSION}"):
+        synthetic.ensure_synthetic_corpus(str(old), SUBJECTS, 1, SEED, progress=False)
+    with pytest.raises(ValueError, match=str(old)):
+        write_synthetic_corpus(str(old), SUBJECTS + 1, 1, seed=SEED, workers=1, progress=False)
+    assert _file_bytes(old) == before
 
 
 def test_days_added_to_a_version_1_corpus_are_written_in_its_layout(

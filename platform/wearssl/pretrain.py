@@ -384,19 +384,14 @@ def ensure_corpus(cfg: PretrainConfig) -> str:
     if cfg.corpus is not None:
         corpus.read_info(cfg.corpus)
         return cfg.corpus
-    from wearssl.synthetic import write_synthetic_corpus
+    from wearssl.synthetic import ensure_synthetic_corpus
 
-    out = str(Path(cfg.synthetic.out).resolve())
-    try:
-        corpus.read_manifest(out)
-    except FileNotFoundError:
-        print(
-            f"no corpus configured: writing a synthetic one ({cfg.synthetic.subjects} subjects x "
-            f"{cfg.synthetic.days} days) to {out}",
-            flush=True,
-        )
-        write_synthetic_corpus(out, cfg.synthetic.subjects, cfg.synthetic.days, cfg.synthetic.seed)
-    return out
+    return ensure_synthetic_corpus(
+        str(Path(cfg.synthetic.out).resolve()),
+        cfg.synthetic.subjects,
+        cfg.synthetic.days,
+        cfg.synthetic.seed,
+    )
 
 
 def _run_dir(cfg: PretrainConfig) -> str:

@@ -18,7 +18,8 @@ posture may change at midnight).
 Gait cycles are deliberately time-asymmetric (sharp heel-strike rise with a slower
 decay, and a 2nd harmonic whose phase keeps the waveform from being its own mirror
 image), so a reversed walking window is statistically distinguishable, as in real data:
-the arrow-of-time pretext task depends on it.
+the arrow-of-time pretext task depends on it. Household movement is hand tasks of steady
+strokes with the same kind of jolt (see ``_household``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ SECONDS_PER_DAY = 86_400
 MS_PER_DAY = SECONDS_PER_DAY * 1000
 WINDOWS_PER_DAY = SECONDS_PER_DAY // corpus.WINDOW_SECONDS
 LABELLED_WINDOW_SECONDS = (5, 10, 30)
+
+GENERATOR_VERSION = 2
+"""Raised whenever a change makes the generator give other signals for the same seed, so
+that a corpus made before is not reused or extended as if it were this generator's
+(1: household movement as band-limited noise; 2: household hand tasks of strokes)."""
+RECORDING_PREFIX = "synthetic "
+GENERATOR_MARK = f"{RECORDING_PREFIX}generator={GENERATOR_VERSION} "
+"""How the manifest's ``recording`` of a synthetic subject-day starts."""
 
 AX3_STEP_G = 1 / 256
 AX3_RANGE_G = 8.0
@@ -194,7 +203,7 @@ def subject_traits(subject_index: int, seed: int) -> SubjectTraits:
         run_cadence_hz=rng.uniform(2.5, 3.0),
         walk_amplitude_g=rng.uniform(0.2, 0.5),
         run_amplitude_g=rng.uniform(0.8, 1.5),
-        household_amplitude_g=rng.uniform(0.1, 0.4),
+        household_amplitude_g=rng.uniform(0.15, 0.6),
         arm_swing_rad=rng.uniform(0.2, 0.5),
         gait_harmonics=harmonics,
         gait_phases=phases,
@@ -326,6 +335,24 @@ def day_schedule(
 # contiguous and the mounting rotation a single small matrix product.
 
 
+def _harmonic_series(phase: np.ndarray, weights: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """A periodic waveform of ``phase`` (radians): harmonics 1, 2, ... with ``weights`` and
+    phase ``shifts``, scaled so the weights sum to one."""
+    return sum(
+        np.float32(weight) * np.sin(k * phase + np.float32(shift))
+        for k, (weight, shift) in enumerate(zip(weights, shifts, strict=True), start=1)
+    ) / np.float32(np.sum(weights))
+
+
+def _jolt(cycle_fraction: np.ndarray) -> np.ndarray:
+    """An impact once per cycle (``cycle_fraction`` in [0, 1)): a rise at once and an
+    exponential settling over the cycle, zero-mean over the cycle. Its time asymmetry is
+    what lets the arrow-of-time task tell a reversed window."""
+    jolt = np.exp(np.float32(-_HEEL_STRIKE_DECAY) * cycle_fraction)
+    jolt -= np.float32(_HEEL_STRIKE_MEAN)
+    return jolt
+
+
 def _gait(
     n: int,
     fs: float,
@@ -355,15 +382,8 @@ def _gait(
     phase = 2 * np.pi * np.cumsum(speed) / fs + rng.uniform(0, 4 * np.pi)
     # one stride (two steps) is 4 pi of step phase: wrap there to keep float32 precise
     phase = (phase % (4 * np.pi)).astype(np.float32)
-    harmonics = sum(
-        np.float32(weight) * np.sin(k * phase + np.float32(shift))
-        for k, (weight, shift) in enumerate(
-            zip(traits.gait_harmonics, traits.gait_phases, strict=True), start=1
-        )
-    ) / np.float32(traits.gait_harmonics.sum())
-    step_fraction = (phase / np.float32(2 * np.pi)) % np.float32(1.0)
-    impact = np.exp(np.float32(-_HEEL_STRIKE_DECAY) * step_fraction)
-    impact -= np.float32(_HEEL_STRIKE_MEAN)
+    harmonics = _harmonic_series(phase, traits.gait_harmonics, traits.gait_phases)
+    impact = _jolt((phase / np.float32(2 * np.pi)) % np.float32(1.0))
     vertical = np.float32(amplitude) * (harmonics + np.float32(traits.heel_strike) * impact)
 
     stride_phase = phase / np.float32(2)
@@ -376,16 +396,60 @@ def _gait(
     return gravity, linear
 
 
+def _hand_task(
+    n: int, fs: float, rng: np.random.Generator, traits: SubjectTraits
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gravity and linear acceleration of one hand task (wiping, scrubbing, stirring,
+    chopping): strokes at a steady rate of its own, each ending in a jolt along the
+    forearm's vertical, with a smaller sideways component out of phase (strokes trace
+    loops), and the forearm near the subject's working posture, drifting slowly."""
+    rate = rng.uniform(0.7, 2.5) * (
+        1 + 0.04 * _smooth_noise(rng, n, 4 * fs, 1)[0].astype(np.float64)
+    )
+    phase = (2 * np.pi * np.cumsum(rate) / fs + rng.uniform(0, 2 * np.pi)) % (2 * np.pi)
+    phase = phase.astype(np.float32)
+    weights = np.array([1.0, rng.uniform(0.3, 0.7), rng.uniform(0.1, 0.3)])
+    shifts = np.array([0.0, rng.uniform(-0.5, 0.5), rng.uniform(-math.pi, math.pi)])
+    wave = _harmonic_series(phase, weights, shifts)
+    wave += np.float32(rng.uniform(0.3, 0.9)) * _jolt(phase / np.float32(2 * np.pi))
+    base = _unit(traits.desk_gravity + rng.normal(0.0, 0.15, 3))
+    gravity = _unit_columns(_column(base) + np.float32(0.1) * _smooth_noise(rng, n, 5 * fs))
+    sideways = _unit(np.cross(base, rng.standard_normal(3)))
+    loop = np.float32(0.3) * np.sin(phase + np.float32(rng.uniform(0.5, 2.0)))
+    amplitude = np.float32(traits.household_amplitude_g * rng.uniform(0.6, 1.4))
+    return gravity, amplitude * (wave * gravity + _column(sideways) * loop)
+
+
 def _household(
     n: int, fs: float, rng: np.random.Generator, traits: SubjectTraits
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Irregular arm movement: wandering orientation and band-limited acceleration with a
-    slowly varying intensity (pauses and busier spells)."""
-    base = _unit(traits.desk_gravity + rng.normal(0.0, 0.5, 3))
-    gravity = _unit_columns(_column(base) + np.float32(0.4) * _smooth_noise(rng, n, 3 * fs))
-    intensity = np.abs(np.float32(0.8) + np.float32(0.4) * _smooth_noise(rng, n, 8 * fs, 1))
-    intensity *= np.float32(traits.household_amplitude_g * rng.uniform(0.8, 1.2))
-    return gravity, intensity * _smooth_noise(rng, n, 0.12 * fs)
+    """Hand tasks one after another, ~30 s each (log-normal), the strokes fading out and
+    in over a second between tasks while the forearm moves to the next posture.
+
+    Steady stroke rhythms with a sharp-onset, slow-settling jolt give household windows
+    the cues real hand movements give the pretext tasks (a direction of time, a rhythm a
+    permutation breaks and a warp bends); band-limited noise, the earlier model, carried
+    none, and held pre-training near chance on a free-living mix of mostly household
+    windows (docs/benchmarks.md)."""
+    gravity = np.empty((3, n), np.float32)
+    linear = np.empty((3, n), np.float32)
+    fade = max(2, round(fs))
+    start = 0
+    while start < n:
+        m = min(n - start, max(2 * fade, round(30 * fs * rng.lognormal(0.0, 0.5))))
+        task_gravity, task_linear = _hand_task(m, fs, rng, traits)
+        k = min(fade, m // 2)
+        ramp = np.hanning(2 * k)[:k].astype(np.float32)
+        task_linear[:, :k] *= ramp
+        task_linear[:, m - k :] *= ramp[::-1]
+        if start > 0:
+            task_gravity[:, :k] = _unit_columns(
+                gravity[:, start - 1 : start] * (1 - ramp) + task_gravity[:, :k] * ramp
+            )
+        gravity[:, start : start + m] = task_gravity
+        linear[:, start : start + m] = task_linear
+        start += m
+    return gravity, linear
 
 
 def _sedentary(
@@ -620,7 +684,7 @@ def _write_subject_day(
     _, _, table = synth_subject_day(
         subject_index, day_index, seed, WindowFormat(info.window_format), info.version
     )
-    recording = f"synthetic seed={seed} subject={subject_index}"
+    recording = f"{GENERATOR_MARK}seed={seed} subject={subject_index}"
     return corpus.write_day(out, table, recording)
 
 
@@ -650,6 +714,7 @@ def write_synthetic_corpus(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     info = corpus.info_to_write(out, CorpusInfo(window_format=WindowFormat(window_format).value))
+    check_generator(out)
 
     tasks = [(s, d) for s in range(n_subjects) for d in range(n_days)]
     report_every = max(1, len(tasks) // 10)
@@ -674,6 +739,39 @@ def write_synthetic_corpus(
     manifest = corpus.add_to_manifest(out, entries)
     corpus.write_info(out, info)
     return manifest
+
+
+def check_generator(out: str) -> None:
+    """Refuse a corpus at ``out`` holding synthetic days of another generator version: they
+    differ from what this generator makes for the same seed, so neither reusing nor
+    extending the corpus would give what its config describes."""
+    try:
+        manifest = corpus.read_manifest(out)
+    except FileNotFoundError:
+        return
+    for recording in pc.unique(manifest["recording"]).to_pylist():
+        if recording.startswith(RECORDING_PREFIX) and not recording.startswith(GENERATOR_MARK):
+            raise ValueError(
+                f"{out} holds synthetic days of another generator ({recording!r}); this "
+                f"wearssl makes generator version {GENERATOR_VERSION}: delete the folder to "
+                "make the corpus anew, or write to another folder"
+            )
+
+
+def ensure_synthetic_corpus(
+    out: str, n_subjects: int, n_days: int, seed: int, progress: bool = True
+) -> str:
+    """The synthetic corpus at ``out``, written unless one of this generator is there
+    already (its size and seed are then the ones it was made with); returns ``out``."""
+    try:
+        corpus.read_manifest(out)
+    except FileNotFoundError:
+        if progress:
+            print(f"writing a synthetic corpus ({n_subjects} subjects x {n_days} days) to {out}")
+        write_synthetic_corpus(out, n_subjects, n_days, seed, progress=progress)
+        return out
+    check_generator(out)
+    return out
 
 
 def manifest_summary(manifest: pa.Table) -> dict[str, int]:
