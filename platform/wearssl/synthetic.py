@@ -741,14 +741,15 @@ def write_synthetic_corpus(
     return manifest
 
 
-def check_generator(out: str) -> None:
-    """Refuse a corpus at ``out`` holding synthetic days of another generator version: they
-    differ from what this generator makes for the same seed, so neither reusing nor
-    extending the corpus would give what its config describes."""
+def check_generator(out: str) -> bool:
+    """Whether ``out`` holds a corpus (False: none there yet); one holding synthetic days
+    of another generator version is refused: they differ from what this generator makes
+    for the same seed, so neither reusing nor extending it would give what its config
+    describes."""
     try:
         manifest = corpus.read_manifest(out)
     except FileNotFoundError:
-        return
+        return False
     for recording in pc.unique(manifest["recording"]).to_pylist():
         if recording.startswith(RECORDING_PREFIX) and not recording.startswith(GENERATOR_MARK):
             raise ValueError(
@@ -756,6 +757,7 @@ def check_generator(out: str) -> None:
                 f"wearssl makes generator version {GENERATOR_VERSION}: delete the folder to "
                 "make the corpus anew, or write to another folder"
             )
+    return True
 
 
 def ensure_synthetic_corpus(
@@ -763,14 +765,10 @@ def ensure_synthetic_corpus(
 ) -> str:
     """The synthetic corpus at ``out``, written unless one of this generator is there
     already (its size and seed are then the ones it was made with); returns ``out``."""
-    try:
-        corpus.read_manifest(out)
-    except FileNotFoundError:
+    if not check_generator(out):
         if progress:
             print(f"writing a synthetic corpus ({n_subjects} subjects x {n_days} days) to {out}")
         write_synthetic_corpus(out, n_subjects, n_days, seed, progress=progress)
-        return out
-    check_generator(out)
     return out
 
 
