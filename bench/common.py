@@ -28,8 +28,11 @@ import pyarrow
 import ray
 import torch
 
-from wearssl import corpus, epochs, runtime, tracking
-from wearssl.synthetic import ensure_synthetic_corpus
+from wearssl.data import corpus
+from wearssl.data import sampler as epochs
+from wearssl.data.synthetic import ensure_synthetic_corpus
+from wearssl.infra import ray_runtime as runtime
+from wearssl.infra import tracking
 
 Result = TypeVar("Result")
 

@@ -30,9 +30,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from wearssl import corpus, epochs  # noqa: E402
-from wearssl.corpus import WindowFormat  # noqa: E402
-from wearssl.synthetic import synth_subject_day  # noqa: E402
+from wearssl.data import corpus  # noqa: E402
+from wearssl.data import sampler as epochs  # noqa: E402
+from wearssl.data.corpus import WindowFormat  # noqa: E402
+from wearssl.data.synthetic import synth_subject_day  # noqa: E402
 
 TARGET_WINDOWS_PER_S = 100_000
 WINDOWS_PER_DRAW = 1500

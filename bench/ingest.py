@@ -1,7 +1,7 @@
 """Ingest cost of one long recording, stage by stage, and what 100,000 would take.
 
-A synthetic recording (``wearssl.synthetic``) of ``days`` days at ``rate`` Hz is written
-as ``.npy`` (no ``.cwa`` writer exists), then ingested by ``wearssl.ingest.ingest_one``
+A synthetic recording (``wearssl.data.synthetic``) of ``days`` days at ``rate`` Hz is written
+as ``.npy`` (no ``.cwa`` writer exists), then ingested by ``wearssl.data.ingest.ingest_one``
 in a fresh subprocess, i.e. exactly what one Ray task does, so that the subprocess's
 peak resident memory is the task's. Prints seconds per recording-day for each stage
 (read, calibrate/non-wear, resample and window, write), the peak memory, the memory the
@@ -32,8 +32,9 @@ HOURS_PER_DAY = 24
 
 _CHILD = """
 import json, resource, sys, time
-from wearssl import corpus, ingest
-from wearssl.devices import ReadOptions
+from wearssl.data import corpus
+from wearssl.data import ingest
+from wearssl.data.devices import ReadOptions
 path, out, rate = sys.argv[1], sys.argv[2], float(sys.argv[3])
 options = ingest.IngestOptions(read=ReadOptions(sample_rate_hz=rate, start="2024-01-01T00:00:00"))
 corpus.write_info(out, corpus.CorpusInfo())
@@ -44,7 +45,7 @@ print(json.dumps(summary))
 
 
 def _write_recording(folder: str, days: float, rate: float) -> tuple[str, float]:
-    from wearssl.synthetic import synth_recording
+    from wearssl.data.synthetic import synth_recording
 
     began = time.perf_counter()
     recording = synth_recording(0, seed=0, days=days, sample_rate_hz=rate)
@@ -80,7 +81,7 @@ def capacity(seconds_per_day: float, days_per_recording: float) -> dict:
 def measure(days: float = 7, rate: float = 100) -> dict:
     """Ingest one synthetic ``days``-day recording at ``rate`` Hz; stage seconds per
     recording-day, peak memory, and capacity figures for 100,000 recordings."""
-    from wearssl.ingest import estimated_task_memory
+    from wearssl.data.ingest import estimated_task_memory
 
     with tempfile.TemporaryDirectory(prefix="wearssl-bench-") as tmp:
         path, synth_seconds = _write_recording(tmp, days, rate)

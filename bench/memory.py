@@ -31,7 +31,8 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from wearssl import corpus, epochs  # noqa: E402
+from wearssl.data import corpus  # noqa: E402
+from wearssl.data import sampler as epochs  # noqa: E402
 
 MEMORY_RATIO_TARGET = 1.2
 PLANNING_TARGET_S = 10.0

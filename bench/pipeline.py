@@ -2,7 +2,7 @@
 
     python bench/pipeline.py [--device cpu|cuda] [--size small|full] [--workdir DIR]
 
-1. Sampler: windows/s that the per-epoch Ray Data dataset (``wearssl.epochs``) delivers to
+1. Sampler: windows/s that the per-epoch Ray Data dataset (``wearssl.data.sampler``) delivers to
    a consumer that does nothing, per CPU core Ray may use (target >= 50,000), and the
    in-process rate of ``epochs.draw_windows`` per CPU-second (one core's worth).
 2. Training: ``windows_per_s`` of the last epoch of a real ``run_pretraining`` (1 worker,
@@ -33,10 +33,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from wearssl import corpus, epochs, runtime  # noqa: E402
 from wearssl.config import load_config  # noqa: E402
 from wearssl.config.pretrain import PretrainConfig  # noqa: E402
-from wearssl.pretrain import run_pretraining, steps_per_epoch  # noqa: E402
+from wearssl.data import corpus  # noqa: E402
+from wearssl.data import sampler as epochs  # noqa: E402
+from wearssl.infra import ray_runtime as runtime  # noqa: E402
+from wearssl.pretrain.train import run_pretraining, steps_per_epoch  # noqa: E402
 
 SAMPLER_TARGET_PER_CORE = 50_000
 RATIO_TARGET = 0.9

@@ -23,11 +23,11 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from wearssl import corpus, synthetic
-from wearssl.labelled import read_labelled_set
-from wearssl.model import harnet
-from wearssl.pretrain import pretext_loss
-from wearssl.sampling import sample_window_indices
+from wearssl.data import corpus, synthetic
+from wearssl.data.labelled_set import read_labelled_set
+from wearssl.data.weighted_sampling import sample_window_indices
+from wearssl.models.harnet import harnet
+from wearssl.pretrain.train import pretext_loss
 
 TASKS = ["aot", "permute", "time_warp"]
 WINDOW_SECONDS = 5

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from wearssl.config import load_config  # noqa: E402
 from wearssl.config.pretrain import PretrainConfig  # noqa: E402
-from wearssl.pretrain import run_pretraining  # noqa: E402
+from wearssl.pretrain.train import run_pretraining  # noqa: E402
 
 TASKS = ("aot", "permute", "time_warp")
 RUNS = {"both": (True, False), "weighted": (True,), "uniform": (False,)}

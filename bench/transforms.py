@@ -2,7 +2,7 @@
 
     python bench/transforms.py [--batch 6000] [--window 300] [--threads 1] [--device cpu]
 
-Times ``wearssl.transforms.pretext_step`` (the paper's three tasks plus the axis-swap
+Times ``wearssl.pretrain.transforms.pretext_step`` (the paper's three tasks plus the axis-swap
 and rotation augmentation) on one batch, and a straightforward per-window
 numpy/scipy implementation of the same semantics (scipy ``CubicSpline`` for the warp,
 ``np.interp`` to resample), and prints both in windows/s with their ratio.
@@ -22,7 +22,7 @@ from scipy.integrate import cumulative_trapezoid
 from scipy.interpolate import CubicSpline
 from scipy.spatial.transform import Rotation
 
-from wearssl.transforms import (
+from wearssl.pretrain.transforms import (
     MIN_FACTOR,
     MIN_SEGMENT,
     N_KNOTS,

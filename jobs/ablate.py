@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wearssl.ablations import run_ablation
+from wearssl.ablate.sweep import run_ablation
 from wearssl.cli import run_job
 from wearssl.config.ablate import AblateConfig
 

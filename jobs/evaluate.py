@@ -14,7 +14,7 @@ from pathlib import Path
 
 from wearssl.cli import run_job
 from wearssl.config.evaluate import EvaluateConfig
-from wearssl.evaluate import run_evaluation
+from wearssl.downstream.evaluate import run_evaluation
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "evaluate" / "quickstart.yaml"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from wearssl.cli import run_job
 from wearssl.config.explain import ExplainConfig
-from wearssl.explain import run_explain
+from wearssl.explain.attribution import run_explain
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "explain" / "quickstart.yaml"
 

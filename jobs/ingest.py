@@ -9,17 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wearssl.corpus import WindowFormat
-from wearssl.devices import CSV_COLUMNS_HELP, UNITS, CsvColumns, ReadOptions
-from wearssl.ingest import EXIT_OK, EXIT_USAGE, IngestOptions, ingest_recordings
-from wearssl.ingest_labelled import (
+from wearssl.data.corpus import WindowFormat
+from wearssl.data.devices import CSV_COLUMNS_HELP, UNITS, CsvColumns, ReadOptions
+from wearssl.data.ingest import EXIT_OK, EXIT_USAGE, IngestOptions, ingest_recordings
+from wearssl.data.ingest_labelled import (
     SUBJECT_SOURCES,
     LabelledOptions,
     import_labelled,
     parse_label_map,
 )
-from wearssl.preprocess import PreprocessOptions
-from wearssl.runtime import connect
+from wearssl.data.preprocess import PreprocessOptions
+from wearssl.infra.ray_runtime import connect
 
 EPILOG = """\
 exit status: 0 done (recordings partly recovered are listed in CORPUS/quarantine.csv as

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from wearssl.predict import predict_parser, run_predict
+from wearssl.predict.recordings import predict_parser, run_predict
 
 if __name__ == "__main__":
     sys.exit(run_predict(predict_parser(distributed=True).parse_args(), distributed=True))

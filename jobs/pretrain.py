@@ -11,7 +11,7 @@ from pathlib import Path
 
 from wearssl.cli import run_job
 from wearssl.config.pretrain import PretrainConfig
-from wearssl.pretrain import run_pretraining
+from wearssl.pretrain.train import run_pretraining
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "quickstart.yaml"
 

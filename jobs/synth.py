@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from wearssl.corpus import WindowFormat
-from wearssl.synthetic import manifest_summary, write_synthetic_corpus
+from wearssl.data.corpus import WindowFormat
+from wearssl.data.synthetic import manifest_summary, write_synthetic_corpus
 
 
 def _at_least(minimum: int):

@@ -13,7 +13,7 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("RAY_ADDRESS", "local")
 os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
 # the cluster's storage root, as cluster.yaml exports it: the shipped paper configs name
-# s3://your-bucket/... paths, which wearssl.paths refuses unless a root holds them
+# s3://your-bucket/... paths, which wearssl.config.roots refuses unless a root holds them
 os.environ.setdefault("WEARSSL_STORAGE", "s3://your-bucket")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def sqlite_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="session")
 def synthetic_corpus(tmp_path_factory: pytest.TempPathFactory) -> str:
     """6 synthetic subjects x 1 day (seed 0 puts subject 5 in the test split)."""
-    from wearssl.synthetic import write_synthetic_corpus
+    from wearssl.data.synthetic import write_synthetic_corpus
 
     out = tmp_path_factory.mktemp("corpus") / "synthetic"
     write_synthetic_corpus(str(out), n_subjects=6, n_days=1, seed=0, progress=False)
@@ -71,7 +71,7 @@ def synthetic_corpus(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def tracking_server(tmp_path_factory: pytest.TempPathFactory):
     """A real MLflow server on 127.0.0.1 (SQLite backend, proxied artifacts), one per session."""
-    from wearssl.server import start_tracking_server
+    from mlflow_server import start_tracking_server
 
     with start_tracking_server(tmp_path_factory.mktemp("mlflow-server"), timeout_s=180) as server:
         yield server

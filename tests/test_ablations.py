@@ -19,12 +19,13 @@ import ray
 import yaml
 from mlflow import MlflowClient
 
-from wearssl import ablations, epochs
+from wearssl.ablate import sweep as ablations
 from wearssl.config import ConfigError, load_config
 from wearssl.config.ablate import AblateConfig
-from wearssl.runtime import ResourcePlanError
-from wearssl.splits import protocol_folds
-from wearssl.synthetic import synthetic_labelled_set
+from wearssl.data import sampler as epochs
+from wearssl.data.splits import protocol_folds
+from wearssl.data.synthetic import synthetic_labelled_set
+from wearssl.infra.ray_runtime import ResourcePlanError
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs" / "ablate").glob("*.yaml"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wearssl.baselines import balanced_forest, fit_forest, predict_forest
+from wearssl.models.forest import balanced_forest, fit_forest, predict_forest
 
 RATE = 30.0
 SAMPLES = 300

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from wearssl import corpus
+from wearssl.data import corpus
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))

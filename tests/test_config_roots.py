@@ -1,4 +1,4 @@
-"""Every path-valued config key is held within the data and storage roots (wearssl.paths).
+"""Every path-valued config key is held within the data and storage roots (wearssl.config.roots).
 
 Each job schema's path keys are tried with values that escape by ``..``, absolute paths
 elsewhere, a symlink leading out of a root and an object-store URI of another bucket: all
@@ -19,13 +19,13 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from wearssl import ablations
+from wearssl.ablate import sweep as ablations
 from wearssl.config import ConfigError, load_config
 from wearssl.config.ablate import AblateConfig
 from wearssl.config.evaluate import EvaluateConfig
 from wearssl.config.explain import ExplainConfig
 from wearssl.config.pretrain import PretrainConfig
-from wearssl.paths import ROOTS_ENV, STORAGE_ENV
+from wearssl.config.roots import ROOTS_ENV, STORAGE_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET_ROOT = "s3://lab-bucket/wearssl"

@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from wearssl import corpus, epochs, privacy
-from wearssl.corpus import (
+from wearssl.data import corpus, privacy
+from wearssl.data import sampler as epochs
+from wearssl.data.corpus import (
     CHANNELS,
     WINDOW_SAMPLES,
     WindowFormat,

@@ -18,8 +18,9 @@ import ray
 from moto.server import ThreadedMotoServer
 
 from conftest import LOCAL_RAY_CPUS
-from wearssl import corpus, epochs
-from wearssl.synthetic import write_synthetic_corpus
+from wearssl.data import corpus
+from wearssl.data import sampler as epochs
+from wearssl.data.synthetic import write_synthetic_corpus
 
 BUCKET = "wearssl-test"
 S3_ROOT = f"s3://{BUCKET}/corpus"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wearssl.devices import (
+from wearssl.data.devices import (
     STANDARD_GRAVITY,
     CsvColumns,
     ReadOptions,

@@ -22,7 +22,11 @@ from test_finetune import LEARNABLE_LABELS, learnable_set, one_torch_thread
 from wearssl.cli import main
 from wearssl.config import ConfigError, load_config
 from wearssl.config.evaluate import EvaluateConfig, Finetune
-from wearssl.evaluate import (
+from wearssl.data.labelled_set import write_labelled_set
+from wearssl.data.privacy import KEY_ENV
+from wearssl.data.splits import Fold, protocol_folds
+from wearssl.data.synthetic import synth_recording
+from wearssl.downstream.evaluate import (
     FAIL_TRIALS_ENV,
     MODEL_FILE,
     TrialRun,
@@ -39,15 +43,16 @@ from wearssl.evaluate import (
     trial_specs,
     write_parquet,
 )
-from wearssl.finetune import train_transfer_source
-from wearssl.hmm import checkpoint_hmm
-from wearssl.labelled import write_labelled_set
-from wearssl.model import CheckpointError, harnet, load_checkpoint, save_checkpoint
-from wearssl.predict import EXIT_OK, INFO_SUFFIX
-from wearssl.privacy import KEY_ENV
-from wearssl.splits import Fold, protocol_folds
-from wearssl.synthetic import synth_recording
-from wearssl.weights import CHECKPOINT_ARTIFACT, WeightsError, parse_model_ref, resolve_weights
+from wearssl.downstream.finetune import train_transfer_source
+from wearssl.models.harnet import CheckpointError, harnet, load_checkpoint, save_checkpoint
+from wearssl.models.hmm import checkpoint_hmm
+from wearssl.models.resolve import (
+    CHECKPOINT_ARTIFACT,
+    WeightsError,
+    parse_model_ref,
+    resolve_weights,
+)
+from wearssl.predict.recordings import EXIT_OK, INFO_SUFFIX
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 from wearssl.config import ConfigError, load_config
 from wearssl.config.explain import Attribution, ExplainConfig, LabelledWindows, Masking
-from wearssl.explain import (
+from wearssl.data.labelled_set import LabelledSet, write_labelled_set
+from wearssl.explain.attribution import (
     METHODS,
     RANDOM_ORDER,
     area_between,
@@ -33,8 +34,7 @@ from wearssl.explain import (
     time_scores,
     top_time_points,
 )
-from wearssl.labelled import LabelledSet, write_labelled_set
-from wearssl.model import CheckpointError, harnet, save_checkpoint
+from wearssl.models.harnet import CheckpointError, harnet, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 BURST = slice(60, 90)  # 30 of harnet5's 150 samples: 20 % of the window

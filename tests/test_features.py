@@ -8,7 +8,7 @@ import pytest
 from scipy.signal import find_peaks, welch
 from scipy.stats import kurtosis, skew
 
-from wearssl.features import FEATURE_NAMES, window_features
+from wearssl.models.features import FEATURE_NAMES, window_features
 
 RATE = 30.0
 SAMPLES = 300
@@ -159,7 +159,7 @@ def test_vectorised_features_match_a_per_window_computation():
 def test_chunking_gives_the_same_features(monkeypatch):
     windows = np.random.default_rng(4).normal(size=(9, 3, SAMPLES))
     whole = window_features(windows)
-    monkeypatch.setattr("wearssl.features.CHUNK_WINDOWS", 4)
+    monkeypatch.setattr("wearssl.models.features.CHUNK_WINDOWS", 4)
     np.testing.assert_array_equal(window_features(windows), whole)
 
 

@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from wearssl.config.evaluate import Finetune
-from wearssl.finetune import (
+from wearssl.data.labelled_set import LabelledSet
+from wearssl.data.splits import Fold, protocol_folds
+from wearssl.downstream.finetune import (
     build_classifier,
     class_weights,
     expand_probabilities,
@@ -23,10 +25,8 @@ from wearssl.finetune import (
     validation_loss,
     weighted_log_loss,
 )
-from wearssl.labelled import LabelledSet
-from wearssl.metrics import per_subject_scores
-from wearssl.model import CheckpointError, harnet, load_checkpoint, save_checkpoint
-from wearssl.splits import Fold, protocol_folds
+from wearssl.downstream.metrics import per_subject_scores
+from wearssl.models.harnet import CheckpointError, harnet, load_checkpoint, save_checkpoint
 
 LEARNABLE_LABELS = ["still", "walking", "running"]
 

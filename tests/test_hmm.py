@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from wearssl.hmm import (
+from wearssl.models.harnet import CheckpointError, harnet, load_checkpoint, save_checkpoint
+from wearssl.models.hmm import (
     HMM_KEY,
     HmmParams,
     attach_hmm,
@@ -18,7 +19,6 @@ from wearssl.hmm import (
     label_sequences,
     viterbi,
 )
-from wearssl.model import CheckpointError, harnet, load_checkpoint, save_checkpoint
 
 
 def sticky(k: int, stay: float, accuracy: float) -> HmmParams:

@@ -18,16 +18,16 @@ import pytest
 import ray
 
 from conftest import pseudonym_key_set_to
-from wearssl import corpus
-from wearssl.devices import ReadOptions, read_recording, recording_format
-from wearssl.ingest import (
+from wearssl.data import corpus
+from wearssl.data.devices import ReadOptions, read_recording, recording_format
+from wearssl.data.ingest import (
     EXIT_OK,
     EXIT_QUARANTINED,
     QUARANTINE_NAME,
     IngestOptions,
     ingest_recordings,
 )
-from wearssl.preprocess import (
+from wearssl.data.preprocess import (
     NS_PER_SECOND,
     PreprocessOptions,
     bin_statistics,
@@ -38,7 +38,7 @@ from wearssl.preprocess import (
     split_days,
     window_starts,
 )
-from wearssl.privacy import pseudonymise
+from wearssl.data.privacy import pseudonymise
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICES = REPO.parent / "shared" / "data" / "devices"

@@ -13,15 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wearssl.devices import STANDARD_GRAVITY, CsvColumns
-from wearssl.ingest_labelled import (
+from wearssl.data.devices import STANDARD_GRAVITY, CsvColumns
+from wearssl.data.ingest_labelled import (
     LabelledOptions,
     import_labelled,
     majority_labels,
     parse_label_map,
 )
-from wearssl.labelled import read_labelled_set
-from wearssl.privacy import pseudonymise
+from wearssl.data.labelled_set import read_labelled_set
+from wearssl.data.privacy import pseudonymise
 
 REPO = Path(__file__).resolve().parents[1]
 GEOTEC = REPO.parent / "shared" / "data" / "geotec-watch"

@@ -10,10 +10,10 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from wearssl import corpus
-from wearssl.devices import ReadOptions
-from wearssl.ingest import EXIT_OK, IngestOptions, ingest_recordings
-from wearssl.privacy import pseudonymise
+from wearssl.data import corpus
+from wearssl.data.devices import ReadOptions
+from wearssl.data.ingest import EXIT_OK, IngestOptions, ingest_recordings
+from wearssl.data.privacy import pseudonymise
 
 RATE = 30
 SECONDS = 2 * 3600

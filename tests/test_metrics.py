@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wearssl.metrics import per_subject_scores, results_markdown, summarise
+from wearssl.downstream.metrics import per_subject_scores, results_markdown, summarise
 
 
 def test_per_subject_scores_by_hand():

@@ -13,14 +13,14 @@ import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from wearssl import tracking
-from wearssl.server import (
+from mlflow_server import (
     TrackingServer,
     TrackingServerError,
     free_port,
     is_healthy,
     start_tracking_server,
 )
+from wearssl.infra import tracking
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "mlflow-server.sh"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from wearssl.model import (
+from wearssl.models.harnet import (
     TASK_HEADS,
     WINDOW_SAMPLES,
     CheckpointError,

@@ -368,7 +368,7 @@ def test_the_store_scan_finds_an_id_wherever_mlflow_keeps_it(
         archive.writestr("data.pkl", planted["zip"] * 3)
     (staging / "t.json.gz").write_bytes(gzip.compress(json.dumps([planted["gzip"]]).encode()))
     client = mlflow.MlflowClient(sqlite_tracking)
-    from wearssl.tracking import experiment_id
+    from wearssl.infra.tracking import experiment_id
 
     run = client.create_run(experiment_id("leak-scan", sqlite_tracking), run_name=planted["run"])
     client.log_param(run.info.run_id, "subject", planted["param"])
@@ -418,9 +418,9 @@ def test_an_ingested_and_evaluated_run_logs_no_raw_subject_id_and_no_key(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     from wearssl.config.evaluate import EvaluateConfig
-    from wearssl.evaluate import run_evaluation
-    from wearssl.ingest_labelled import CsvColumns, LabelledOptions, import_labelled
-    from wearssl.privacy import pseudonymise
+    from wearssl.data.ingest_labelled import CsvColumns, LabelledOptions, import_labelled
+    from wearssl.data.privacy import pseudonymise
+    from wearssl.downstream.evaluate import run_evaluation
 
     raw = tmp_path / "raw"
     write_raw_recordings(raw)

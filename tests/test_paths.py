@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wearssl.paths import (
+from wearssl.config.roots import (
     ROOTS_ENV,
     STORAGE_ENV,
     check_within_roots,

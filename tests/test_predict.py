@@ -17,10 +17,13 @@ import torch
 
 from conftest import pseudonym_key_set_to
 from wearssl.cli import main
-from wearssl.devices import CsvColumns, ReadOptions, recording_format, recording_stem
-from wearssl.hmm import HmmParams, attach_hmm, fit_hmm, label_sequences
-from wearssl.model import CheckpointError, harnet, save_checkpoint
-from wearssl.predict import (
+from wearssl.data.devices import CsvColumns, ReadOptions, recording_format, recording_stem
+from wearssl.data.preprocess import NS_PER_DAY, NS_PER_SECOND
+from wearssl.data.synthetic import ACTIVITIES, synth_recording, synthetic_labelled_set
+from wearssl.data.synthetic import NON_WEAR as SYNTHETIC_NON_WEAR
+from wearssl.models.harnet import CheckpointError, harnet, save_checkpoint
+from wearssl.models.hmm import HmmParams, attach_hmm, fit_hmm, label_sequences
+from wearssl.predict.recordings import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -38,9 +41,6 @@ from wearssl.predict import (
     time_series,
     window_labels,
 )
-from wearssl.preprocess import NS_PER_DAY, NS_PER_SECOND
-from wearssl.synthetic import ACTIVITIES, synth_recording, synthetic_labelled_set
-from wearssl.synthetic import NON_WEAR as SYNTHETIC_NON_WEAR
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = REPO / "jobs" / "predict.py"
@@ -385,7 +385,7 @@ def train_synthetic_model(path: Path, window_seconds: int) -> None:
     """Fine-tune a small harnet on synthetic subjects 0-7 (6 train, 2 held out) and attach
     an HMM fitted on the held-out subjects' predictions."""
     from wearssl.config.evaluate import Finetune
-    from wearssl.finetune import build_classifier, fit_classifier, predict_probabilities
+    from wearssl.downstream.finetune import build_classifier, fit_classifier, predict_probabilities
 
     data = synthetic_labelled_set(
         8, seed=0, window_seconds=window_seconds, minutes_per_activity=2.0

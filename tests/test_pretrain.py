@@ -12,12 +12,14 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from wearssl import corpus, epochs, tracking
 from wearssl.config import ConfigError, load_config
 from wearssl.config.pretrain import PretrainConfig
-from wearssl.model import harnet, load_checkpoint
-from wearssl.pretrain import lr_at, run_pretraining, scaled_peak_lr, train_loop_config
-from wearssl.runtime import ResourcePlan, ResourcePlanError, plan_resources
+from wearssl.data import corpus
+from wearssl.data import sampler as epochs
+from wearssl.infra import tracking
+from wearssl.infra.ray_runtime import ResourcePlan, ResourcePlanError, plan_resources
+from wearssl.models.harnet import harnet, load_checkpoint
+from wearssl.pretrain.train import lr_at, run_pretraining, scaled_peak_lr, train_loop_config
 
 CREDENTIALS = (
     "MLFLOW_TRACKING_TOKEN",
@@ -179,7 +181,7 @@ def test_two_worker_run_logs_every_epoch_once_and_registers_the_model(
 
 
 def test_five_second_model_sees_each_row_as_two_consecutive_windows():
-    from wearssl.pretrain import model_windows
+    from wearssl.pretrain.train import model_windows
 
     rows = torch.arange(2 * 3 * 300, dtype=torch.float32).reshape(2, 3, 300)
     halves = model_windows(rows, 5)

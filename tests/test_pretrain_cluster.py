@@ -16,7 +16,7 @@ from ray.cluster_utils import Cluster
 
 from wearssl.config import load_config
 from wearssl.config.pretrain import PretrainConfig
-from wearssl.pretrain import PretrainResult, run_pretraining
+from wearssl.pretrain.train import PretrainResult, run_pretraining
 
 pytestmark = pytest.mark.slow
 EPOCHS = 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wearssl.sampling import sample_window_indices
+from wearssl.data.weighted_sampling import sample_window_indices
 
 REPEATS = 20_000
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wearssl.splits import protocol_folds, subset_subjects
+from wearssl.data.splits import protocol_folds, subset_subjects
 
 
 def window_subjects(n_subjects: int, seed: int = 0) -> np.ndarray:

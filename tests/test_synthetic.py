@@ -14,10 +14,10 @@ from scipy import stats
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import f1_score
 
-from wearssl import corpus, privacy, synthetic
-from wearssl.corpus import WindowFormat
-from wearssl.labelled import LabelledSet, read_labelled_set, write_labelled_set
-from wearssl.synthetic import (
+from wearssl.data import corpus, privacy, synthetic
+from wearssl.data.corpus import WindowFormat
+from wearssl.data.labelled_set import LabelledSet, read_labelled_set, write_labelled_set
+from wearssl.data.synthetic import (
     ACTIVITIES,
     HOUSEHOLD,
     NON_WEAR,

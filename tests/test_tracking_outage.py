@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from mlflow_server import start_tracking_server
 from wearssl.config import load_config
 from wearssl.config.pretrain import PretrainConfig
-from wearssl.pretrain import run_pretraining
-from wearssl.server import start_tracking_server
+from wearssl.pretrain.train import run_pretraining
 
 EPOCHS = 3
 

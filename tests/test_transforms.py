@@ -6,8 +6,8 @@ import torch
 from scipy.integrate import cumulative_trapezoid
 from scipy.interpolate import CubicSpline
 
-from wearssl import transforms
-from wearssl.transforms import (
+from wearssl.pretrain import transforms
+from wearssl.pretrain.transforms import (
     MIN_FACTOR,
     MIN_SEGMENT,
     N_SEGMENTS,

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from wearssl.config import ConfigError, load_config
-from wearssl.model import CheckpointError
-from wearssl.runtime import QUIET_ENV, ResourcePlanError
+from wearssl.infra.ray_runtime import QUIET_ENV, ResourcePlanError
+from wearssl.models.harnet import CheckpointError
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     import argparse
 
-    from wearssl.predict import (
+    from wearssl.predict.recordings import (
         EPILOG,
         add_collate_arguments,
         add_predict_arguments,

@@ -4,7 +4,7 @@ Every failure is a :class:`ConfigError` whose message names the file and the dot
 so a user never sees a traceback from deep inside Ray or torch for a typo.
 
 Path-valued keys are typed :data:`ConfigPath`, :data:`WeightsSpec` or :data:`TrackingUri`:
-their values must lie within the data and storage roots of :mod:`wearssl.paths` (the
+their values must lie within the data and storage roots of :mod:`wearssl.config.roots` (the
 working directory, the temp directory, ``WEARSSL_STORAGE`` and ``WEARSSL_DATA_ROOTS``).
 The roots are those of the validating process, unless the validation context names them
 (``load_config(..., roots=...)`` or ``model_validate(data, context={"roots": [...]})``).
@@ -19,7 +19,7 @@ from typing import Annotated, Any, TypeVar
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
 
-from wearssl.paths import (
+from wearssl.config.roots import (
     default_roots,
     outside_roots,
     tracking_outside_roots,
@@ -156,7 +156,8 @@ def load_config(
 ) -> Schema:
     """Read ``path`` (optional), apply ``key=value`` overrides in order, validate by ``schema``.
 
-    Path-valued keys must lie within ``roots`` (default: :func:`wearssl.paths.default_roots`).
+    Path-valued keys must lie within ``roots`` (default:
+    :func:`wearssl.config.roots.default_roots`).
     """
     data = read_yaml(path) if path is not None else {}
     for text in overrides:

@@ -14,7 +14,7 @@ in where the feature extractor starts and what is trained:
   set (:func:`train_transfer_source`), all layers trained.
 
 Every neural arm starts with a freshly initialised head. The ``forest`` arm is the
-balanced random forest of :mod:`wearssl.baselines`.
+balanced random forest of :mod:`wearssl.models.forest`.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wearssl.baselines import fit_forest, predict_forest
 from wearssl.config.evaluate import Finetune
-from wearssl.labelled import LabelledSet
-from wearssl.model import HarNet, harnet, save_checkpoint
-from wearssl.splits import Fold
-from wearssl.transforms import augment
+from wearssl.data.labelled_set import LabelledSet
+from wearssl.data.splits import Fold
+from wearssl.models.forest import fit_forest, predict_forest
+from wearssl.models.harnet import HarNet, harnet, save_checkpoint
+from wearssl.pretrain.transforms import augment
 
 NEURAL_ARMS = ("scratch", "frozen", "finetune", "transfer")
 INITIALISED_ARMS = ("frozen", "finetune", "transfer")

@@ -5,7 +5,7 @@
 How it works:
 
 - **Inputs** are files, folders (searched recursively for the formats of
-  ``wearssl.devices``; other files there are ignored) or globs, local or any pyarrow URI.
+  ``wearssl.data.devices``; other files there are ignored) or globs, local or any pyarrow URI.
   A named file of an unknown format is quarantined.
 - **Subjects.** A recording's subject is its file name without the extension, or the
   ``subject`` that a mapping CSV (columns ``file,subject``; ``file`` is the file name or
@@ -20,7 +20,7 @@ How it works:
   from the input URI and write day files straight to the output URI, so any node can
   run any task.
 - **Per recording:** content hash (sha256 of the bytes) -> skip if already in the
-  manifest -> read -> calibrate / non-wear / resample / window (``wearssl.preprocess``)
+  manifest -> read -> calibrate / non-wear / resample / window (``wearssl.data.preprocess``)
   -> one corpus file per subject-day (``corpus.write_day``, atomic), in the window
   format and layout version that the corpus's ``corpus.json`` records. A day that already
   holds windows of another recording of the subject is merged with them (window start
@@ -66,9 +66,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from wearssl import corpus
-from wearssl.corpus import CorpusInfo, WindowFormat
-from wearssl.devices import (
+from wearssl.data import corpus
+from wearssl.data.corpus import CorpusInfo, WindowFormat
+from wearssl.data.devices import (
     ReadOptions,
     RecordingError,
     estimated_samples,
@@ -76,14 +76,14 @@ from wearssl.devices import (
     recording_format,
     recording_stem,
 )
-from wearssl.preprocess import (
+from wearssl.data.preprocess import (
     NS_PER_SECOND,
     PreprocessOptions,
     WindowedRecording,
     preprocess,
     split_days,
 )
-from wearssl.privacy import pseudonymise
+from wearssl.data.privacy import pseudonymise
 
 EXIT_OK = 0
 EXIT_USAGE = 2

@@ -1,6 +1,6 @@
 """A local MLflow tracking server: SQLite backend, proxied artifacts, loopback only.
 
-The embedded default store (``wearssl.tracking.default_store``) needs no server. This
+The embedded default store (``wearssl.infra.tracking.default_store``) needs no server. This
 module starts a real one, as on a cluster's head node, so that tests and local users can
 log over HTTP the way cluster jobs do: runs and params in ``DIR/mlflow.db``, artifacts
 uploaded through the server into ``DIR/artifacts`` (clients never write to that folder

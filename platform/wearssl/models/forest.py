@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from imblearn.ensemble import BalancedRandomForestClassifier
 
-from wearssl.features import window_features
+from wearssl.models.features import window_features
 
 
 def balanced_forest(

@@ -1,7 +1,7 @@
 """From raw samples to 30-Hz windows: calibration, non-wear, resampling, windowing, days.
 
 Pure functions over numpy arrays (times as int64 wall-clock nanoseconds, samples as
-``(n, 3)`` float32 in g, see ``wearssl.devices``); ingestion and prediction both use them.
+``(n, 3)`` float32 in g, see ``wearssl.data.devices``); ingestion and prediction both use them.
 
 Choices, and why:
 

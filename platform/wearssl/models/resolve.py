@@ -6,7 +6,7 @@ A spec is one of:
   registered model version; its run's checkpoint artifact is used;
 * ``runs:/RUN_ID`` (the run's ``checkpoint/harnet.pt``) or ``runs:/RUN_ID/ARTIFACT_PATH``;
 * a local file: one of our checkpoints or a published harnet state-dict file
-  (``.mdl``/``.pt``); :func:`wearssl.model.harnet` tells the two apart when loading.
+  (``.mdl``/``.pt``); :func:`wearssl.models.harnet.harnet` tells the two apart when loading.
 
 Jobs that log a model (pre-training, evaluation's export) log our checkpoint as the run
 artifact ``checkpoint/harnet.pt`` next to the ``mlflow.pytorch`` model, so one rule covers
@@ -22,7 +22,7 @@ from pathlib import Path
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from wearssl.model import CheckpointError
+from wearssl.models.harnet import CheckpointError
 
 CHECKPOINT_ARTIFACT = "checkpoint/harnet.pt"
 MODELS_SCHEME = "models:/"
@@ -124,7 +124,7 @@ def resolve_weights(
     """A local checkpoint file for ``spec``; MLflow artifacts are downloaded to ``download_dir``.
 
     ``tracking_uri`` is the MLflow store holding runs and registered models (default: the
-    one in force, see :mod:`wearssl.tracking`).
+    one in force, see :mod:`wearssl.infra.tracking`).
     """
     spec = spec.strip()
     uri = tracking_uri or mlflow.get_tracking_uri()

@@ -33,11 +33,14 @@ import yaml
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from wearssl import corpus, epochs, runtime, tracking
 from wearssl.config import flatten
 from wearssl.config.pretrain import PretrainConfig
-from wearssl.model import TASK_HEADS, harnet, save_checkpoint
-from wearssl.transforms import pretext_step
+from wearssl.data import corpus
+from wearssl.data import sampler as epochs
+from wearssl.infra import ray_runtime as runtime
+from wearssl.infra import tracking
+from wearssl.models.harnet import TASK_HEADS, harnet, save_checkpoint
+from wearssl.pretrain.transforms import pretext_step
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +387,7 @@ def ensure_corpus(cfg: PretrainConfig) -> str:
     if cfg.corpus is not None:
         corpus.read_info(cfg.corpus)
         return cfg.corpus
-    from wearssl.synthetic import ensure_synthetic_corpus
+    from wearssl.data.synthetic import ensure_synthetic_corpus
 
     return ensure_synthetic_corpus(
         str(Path(cfg.synthetic.out).resolve()),

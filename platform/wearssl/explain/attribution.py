@@ -61,7 +61,6 @@ from captum.attr import DeepLift, InputXGradient, IntegratedGradients
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from wearssl import corpus, epochs, runtime, tracking
 from wearssl.config import ConfigError, flatten
 from wearssl.config.explain import (
     Attribution,
@@ -70,8 +69,13 @@ from wearssl.config.explain import (
     LabelledWindows,
     Masking,
 )
-from wearssl.labelled import read_labelled_set
-from wearssl.model import (
+from wearssl.data import corpus
+from wearssl.data import sampler as epochs
+from wearssl.data.labelled_set import read_labelled_set
+from wearssl.data.splits import protocol_folds
+from wearssl.infra import ray_runtime as runtime
+from wearssl.infra import tracking
+from wearssl.models.harnet import (
     TASK_HEADS,
     CheckpointError,
     Downsample,
@@ -80,8 +84,8 @@ from wearssl.model import (
     harnet,
     load_checkpoint,
 )
-from wearssl.splits import protocol_folds
-from wearssl.transforms import (
+from wearssl.models.resolve import resolve_weights
+from wearssl.pretrain.transforms import (
     N_SEGMENTS,
     draw_segment_lengths,
     draw_segment_orders,
@@ -91,7 +95,6 @@ from wearssl.transforms import (
     segment_permutation_index,
     time_warp,
 )
-from wearssl.weights import resolve_weights
 
 CLASSIFIER_HEAD = "classifier"
 PAPER_PRETEXT_HEADS = ("aot", "permute", "time_warp")

@@ -1,9 +1,9 @@
 """Activity prediction on new recordings with an exported fine-tuned model.
 
-Per recording: read (any format of :mod:`wearssl.devices`) → calibrate → non-wear → 30 Hz
-→ windows of the model's length (:mod:`wearssl.preprocess`) → batched inference on the
+Per recording: read (any format of :mod:`wearssl.data.devices`) → calibrate → non-wear → 30 Hz
+→ windows of the model's length (:mod:`wearssl.data.preprocess`) → batched inference on the
 worn windows (GPU when there is one) → class probabilities → label per window, smoothed
-by the model's HMM (:mod:`wearssl.hmm`, Viterbi on each stretch of worn windows; off
+by the model's HMM (:mod:`wearssl.models.hmm`, Viterbi on each stretch of worn windows; off
 with ``use_hmm=False``). Outputs, in ``OUT/<recording stem>/``:
 
 * ``<stem>-timeSeries.csv.gz``: one row per window: ``time`` (window start, wall clock),
@@ -38,8 +38,7 @@ import pandas as pd
 import torch
 
 import wearssl
-from wearssl import tracking
-from wearssl.devices import (
+from wearssl.data.devices import (
     CSV_COLUMNS_HELP,
     UNITS,
     CsvColumns,
@@ -47,9 +46,7 @@ from wearssl.devices import (
     read_recording,
     recording_stem,
 )
-from wearssl.hmm import HmmParams, checkpoint_hmm, viterbi
-from wearssl.model import WINDOW_SAMPLES, CheckpointError, HarNet, harnet, load_checkpoint
-from wearssl.preprocess import (
+from wearssl.data.preprocess import (
     NS_PER_DAY,
     NS_PER_SECOND,
     TARGET_RATE_HZ,
@@ -57,8 +54,11 @@ from wearssl.preprocess import (
     preprocess,
     split_days,
 )
-from wearssl.privacy import pseudonymise
-from wearssl.weights import MODELS_SCHEME, RUNS_SCHEME, parse_model_ref, resolve_weights
+from wearssl.data.privacy import pseudonymise
+from wearssl.infra import tracking
+from wearssl.models.harnet import WINDOW_SAMPLES, CheckpointError, HarNet, harnet, load_checkpoint
+from wearssl.models.hmm import HmmParams, checkpoint_hmm, viterbi
+from wearssl.models.resolve import MODELS_SCHEME, RUNS_SCHEME, parse_model_ref, resolve_weights
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -156,7 +156,7 @@ def _sha256(path: Path) -> str:
 
 def _registered_version(spec: str, uri: str) -> tuple[str, str]:
     """(name, version number) of the registered model version ``spec`` names; an alias or
-    ``latest`` is looked up (:func:`wearssl.weights.resolve_weights` gives only the run)."""
+    ``latest`` is looked up (:func:`wearssl.models.resolve.resolve_weights` gives only the run)."""
     import mlflow
 
     ref = parse_model_ref(spec)
@@ -171,7 +171,7 @@ def _registered_version(spec: str, uri: str) -> tuple[str, str]:
 
 def load_prediction_model(spec: str, tracking_uri: str | None = None) -> PredictionModel:
     """Resolve ``spec`` (a file, ``models:/...`` or ``runs:/...``, see
-    :mod:`wearssl.weights`) and load it as a prediction model (refusals: see
+    :mod:`wearssl.models.resolve`) and load it as a prediction model (refusals: see
     :func:`check_prediction_checkpoint`)."""
     from_mlflow = spec.strip().startswith((MODELS_SCHEME, RUNS_SCHEME))
     uri = tracking.tracking_uri(tracking_uri) if from_mlflow else None
@@ -848,7 +848,7 @@ def _gpus_per_task(requested: float | None, cluster: dict[str, float]) -> float:
 
 def run_predict(args: argparse.Namespace, distributed: bool) -> int:
     """Predict the files ``args`` name (Ray tasks when ``distributed``); the exit status."""
-    from wearssl.ingest import expand_inputs
+    from wearssl.data.ingest import expand_inputs
 
     try:
         options = options_from_args(args)
@@ -867,7 +867,7 @@ def run_predict(args: argparse.Namespace, distributed: bool) -> int:
     print(f"predict: {len(files)} file(s) with {model.identity['name']} -> {args.out}", flush=True)
     began = time.perf_counter()
     if distributed:
-        from wearssl.runtime import connect
+        from wearssl.infra.ray_runtime import connect
 
         cluster = connect(args.address, args.num_cpus)
         gpus = _gpus_per_task(args.gpus_per_task, cluster)

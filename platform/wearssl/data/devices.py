@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from wearssl.corpus import resolve
+from wearssl.data.corpus import resolve
 
 STANDARD_GRAVITY = 9.80665
 UNITS = ("g", "m/s2")

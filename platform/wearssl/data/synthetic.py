@@ -38,9 +38,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy import special
 
-from wearssl import corpus
-from wearssl.corpus import CorpusInfo, WindowFormat
-from wearssl.labelled import LabelledSet
+from wearssl.data import corpus
+from wearssl.data.corpus import CorpusInfo, WindowFormat
+from wearssl.data.labelled_set import LabelledSet
 
 ACTIVITIES = ("sleep", "sedentary", "household", "walking", "running")
 SLEEP, SEDENTARY, HOUSEHOLD, WALKING, RUNNING = range(len(ACTIVITIES))

@@ -1,4 +1,4 @@
-"""Import labelled datasets as labelled window sets (``wearssl.labelled``).
+"""Import labelled datasets as labelled window sets (``wearssl.data.labelled_set``).
 
 Two layouts:
 
@@ -13,7 +13,7 @@ Two layouts:
 (b) **Per-subject (or per-session) CSV/CSV.gz files** with time, x, y, z and label
     columns (names configurable) at any rate, the layout of Capture-24 and similar
     annotated studies. Each file is resampled to 30 Hz like a raw recording
-    (``wearssl.preprocess``: anti-alias low-pass, linear interpolation), each window
+    (``wearssl.data.preprocess``: anti-alias low-pass, linear interpolation), each window
     sample takes the label of the latest raw sample at or before it, and the file is cut
     into windows of ``window_seconds`` from its first sample, one every ``step_seconds``
     (default: the window length; a shorter step gives overlapping windows, which suits
@@ -44,8 +44,8 @@ import pandas as pd
 import scipy.signal
 import yaml
 
-from wearssl.corpus import SAMPLE_RATE_HZ
-from wearssl.devices import (
+from wearssl.data.corpus import SAMPLE_RATE_HZ
+from wearssl.data.devices import (
     NS_PER_SECOND,
     STANDARD_GRAVITY,
     UNITS,
@@ -55,9 +55,9 @@ from wearssl.devices import (
     recording_stem,
     times_to_wall_clock_ns,
 )
-from wearssl.labelled import LabelledSet, write_labelled_set
-from wearssl.preprocess import gap_intervals, overlaps, resample_windows, window_starts
-from wearssl.privacy import pseudonymise
+from wearssl.data.labelled_set import LabelledSet, write_labelled_set
+from wearssl.data.preprocess import gap_intervals, overlaps, resample_windows, window_starts
+from wearssl.data.privacy import pseudonymise
 
 ARRAY_FILES = ("X.npy", "Y.npy", "pid.npy")
 SUBJECT_SOURCES = ("file", "folder")

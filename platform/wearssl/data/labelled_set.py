@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wearssl.corpus import (
+from wearssl.data.corpus import (
     CHANNELS,
     SAMPLE_RATE_HZ,
     atomic_write_bytes,

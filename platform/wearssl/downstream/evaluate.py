@@ -53,30 +53,31 @@ from ray import tune
 from ray.tune.experiment import Trial
 from sklearn.metrics import confusion_matrix
 
-from wearssl import runtime, tracking
 from wearssl.config import flatten
 from wearssl.config.evaluate import PRETRAINED_ARMS, Dataset, EvaluateConfig, Finetune, Protocol
-from wearssl.corpus import SAMPLE_RATE_HZ, resolve
-from wearssl.finetune import (
-    NEURAL_ARMS,
-    ArmOutcome,
-    predict_probabilities,
-    train_arm,
-    train_transfer_source,
-)
-from wearssl.hmm import HmmParams, attach_hmm, fit_hmm, label_sequences
-from wearssl.labelled import (
+from wearssl.data.corpus import SAMPLE_RATE_HZ, resolve
+from wearssl.data.labelled_set import (
     INFO_NAME,
     WINDOWS_NAME,
     LabelledSet,
     read_labelled_set,
     write_labelled_set,
 )
-from wearssl.metrics import per_subject_scores, results_markdown, summarise
-from wearssl.model import WINDOW_SAMPLES, CheckpointError, HarNet, harnet, save_checkpoint
-from wearssl.splits import Fold, protocol_folds, subset_subjects
-from wearssl.tune_experiment import experiment_path, restore_or_create
-from wearssl.weights import CHECKPOINT_ARTIFACT, resolve_weights
+from wearssl.data.splits import Fold, protocol_folds, subset_subjects
+from wearssl.downstream.finetune import (
+    NEURAL_ARMS,
+    ArmOutcome,
+    predict_probabilities,
+    train_arm,
+    train_transfer_source,
+)
+from wearssl.downstream.metrics import per_subject_scores, results_markdown, summarise
+from wearssl.infra import ray_runtime as runtime
+from wearssl.infra import tracking
+from wearssl.infra.tune import experiment_path, restore_or_create
+from wearssl.models.harnet import WINDOW_SAMPLES, CheckpointError, HarNet, harnet, save_checkpoint
+from wearssl.models.hmm import HmmParams, attach_hmm, fit_hmm, label_sequences
+from wearssl.models.resolve import CHECKPOINT_ARTIFACT, resolve_weights
 
 EXPERIMENT = "evaluate"
 FAIL_TRIALS_ENV = "WEARSSL_TEST_FAIL_TRIALS"  # test hook: comma-separated trial keys that raise
@@ -114,7 +115,7 @@ def materialise_dataset(dataset: Dataset, data_dir: Path) -> str:
     """
     if dataset.path is not None:
         return dataset.path if "://" in dataset.path else resolve(dataset.path)[1]
-    from wearssl.synthetic import synthetic_labelled_set
+    from wearssl.data.synthetic import synthetic_labelled_set
 
     settings = dataset.synthetic
     out = data_dir / dataset.name
@@ -804,7 +805,7 @@ def register_export(
     exported: ExportedModel, run_id: str, registered_name: str | None, uri: str
 ) -> ExportedModel:
     """Log the export to the dataset's parent run as ``checkpoint/harnet.pt`` (so
-    :func:`wearssl.weights.resolve_weights` finds it) with an ``mlflow.pytorch`` model,
+    :func:`wearssl.models.resolve.resolve_weights` finds it) with an ``mlflow.pytorch`` model,
     registered under ``registered_name`` when given."""
     client = mlflow.MlflowClient(tracking_uri=uri)
     folder, name = CHECKPOINT_ARTIFACT.rsplit("/", 1)

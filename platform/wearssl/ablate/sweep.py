@@ -58,13 +58,17 @@ from pydantic import ValidationError
 from ray import tune
 from ray.train import Checkpoint
 
-from wearssl import corpus, epochs, runtime, tracking
 from wearssl.config import ConfigError, flatten, load_config
 from wearssl.config.ablate import COUNT_KINDS, PRETRAINED_ARMS, AblateConfig, Sweep
 from wearssl.config.base import apply_override, describe_errors, roots_context
 from wearssl.config.evaluate import Finetune, Protocol
 from wearssl.config.pretrain import PretrainConfig
-from wearssl.evaluate import (
+from wearssl.config.roots import default_roots
+from wearssl.data import corpus
+from wearssl.data import sampler as epochs
+from wearssl.data.labelled_set import INFO_NAME, WINDOWS_NAME
+from wearssl.data.splits import Fold, protocol_folds, subset_subjects
+from wearssl.downstream.evaluate import (
     check_weights_fit,
     dataset_digest,
     evaluation_folds,
@@ -74,14 +78,13 @@ from wearssl.evaluate import (
     materialise_dataset,
     write_json,
 )
-from wearssl.finetune import train_arm
-from wearssl.labelled import INFO_NAME, WINDOWS_NAME
-from wearssl.metrics import per_subject_scores, summarise
-from wearssl.paths import default_roots
-from wearssl.pretrain import MODEL_FILE, ensure_corpus, run_pretraining
-from wearssl.splits import Fold, protocol_folds, subset_subjects
-from wearssl.tune_experiment import restore_or_create
-from wearssl.weights import resolve_weights
+from wearssl.downstream.finetune import train_arm
+from wearssl.downstream.metrics import per_subject_scores, summarise
+from wearssl.infra import ray_runtime as runtime
+from wearssl.infra import tracking
+from wearssl.infra.tune import restore_or_create
+from wearssl.models.resolve import resolve_weights
+from wearssl.pretrain.train import MODEL_FILE, ensure_corpus, run_pretraining
 
 EXPERIMENT = "ablate"
 # test hook: comma-separated trial keys whose first execution raises (to exercise retries)
@@ -223,7 +226,7 @@ def pretrain_config(
     roots: list[str] | None = None,
 ) -> PretrainConfig:
     """``base`` (a dumped config) with dotted-key ``settings`` applied, validated; its paths
-    within ``roots`` (None: this process's, see :mod:`wearssl.paths`)."""
+    within ``roots`` (None: this process's, see :mod:`wearssl.config.roots`)."""
     data = copy.deepcopy(base)
     for dotted, value in settings.items():
         apply_override(data, dotted.split("."), value)

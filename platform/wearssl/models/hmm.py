@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wearssl.model import CheckpointError, load_checkpoint
+from wearssl.models.harnet import CheckpointError, load_checkpoint
 
 HMM_KEY = "hmm"
 ROW_SUM_TOLERANCE = 1e-6

@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import ray
 
-from wearssl import corpus
-from wearssl.sampling import sample_window_indices
+from wearssl.data import corpus
+from wearssl.data.weighted_sampling import sample_window_indices
 
 
 @dataclass(frozen=True)

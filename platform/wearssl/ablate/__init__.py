@@ -1,0 +1,1 @@
+"""Data-scaling ablations: sweeps of pre-training and evaluation trials on Ray Tune."""

@@ -1,0 +1,1 @@
+"""Downstream evaluation: the protocol's trials, fine-tuning, metrics, the Tune job."""

@@ -1,0 +1,1 @@
+"""Explanations: attribution of predictions to samples, and its faithfulness."""

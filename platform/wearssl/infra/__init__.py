@@ -1,0 +1,1 @@
+"""Runtime plumbing: the Ray cluster and CPU plan, Ray Tune experiments, MLflow tracking."""

@@ -1,0 +1,1 @@
+"""Activity prediction on new recordings with an exported model."""

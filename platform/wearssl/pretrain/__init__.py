@@ -1,0 +1,1 @@
+"""Self-supervised pre-training: pretext transforms and the Ray Train job."""
