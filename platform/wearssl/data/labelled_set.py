@@ -2,7 +2,9 @@
 
 A labelled set is a folder (local or any pyarrow URI)::
 
-    SET/labelled.json     name, window_seconds, sample_rate_hz, label names (in class order)
+    SET/labelled.json     name, window_seconds, sample_rate_hz, label names (in class order),
+                          optionally the batch size the set is trained with
+                          (``batch_size``: the paper's per-dataset value)
     SET/windows.parquet   one row per window: subject (pseudonym), label, time, window
 
 Windows are 30 Hz, in g, channel-major ``3 x L`` float32 lists.
@@ -40,6 +42,7 @@ class LabelledSet:
     labels: np.ndarray  # (n,) int64 index into label_names
     subjects: np.ndarray  # (n,) str pseudonyms
     times_ms: np.ndarray  # (n,) int64 window start, ms since epoch
+    batch_size: int | None = None  # the set's own training batch size, if it has one
 
     @property
     def window_samples(self) -> int:
@@ -54,6 +57,7 @@ class LabelledSet:
             self.labels[mask],
             self.subjects[mask],
             self.times_ms[mask],
+            self.batch_size,
         )
 
 
@@ -88,6 +92,8 @@ def write_labelled_set(path: str, labelled: LabelledSet) -> None:
         "sample_rate_hz": SAMPLE_RATE_HZ,
         "label_names": list(labelled.label_names),
     }
+    if labelled.batch_size is not None:
+        info["batch_size"] = labelled.batch_size
     atomic_write_bytes(fs, join(root, INFO_NAME), json.dumps(info, indent=2).encode())
 
 
@@ -116,4 +122,5 @@ def read_labelled_set(path: str) -> LabelledSet:
         labels=np.array([index[x] for x in raw_labels], dtype=np.int64),
         subjects=np.array(table["subject"].to_pylist(), dtype=object),
         times_ms=table["time"].cast(pa.int64()).to_numpy(),
+        batch_size=info.get("batch_size"),
     )
