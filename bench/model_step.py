@@ -2,7 +2,7 @@
 
     python bench/model_step.py [--device cpu|cuda] [--batch 64] [--steps 3] [--compile]
 
-Times ``wearssl.pretrain.train.pretext_loss`` + backward + ``Adam.step`` on batches already in
+Times ``wearssl.pretrain.step.pretext_loss`` + backward + ``Adam.step`` on batches already in
 memory on the device, in windows/s, for each variant: fp32, bf16 autocast, channels-last,
 ``torch.compile`` and the combination of those that helped. Correctness comes first:
 :func:`feature_check` compares each variant's features with fp32 on fresh random input.
@@ -29,7 +29,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from wearssl.models.harnet import harnet  # noqa: E402
-from wearssl.pretrain.train import pretext_loss  # noqa: E402
+from wearssl.pretrain.step import pretext_loss  # noqa: E402
 from wearssl.pretrain.transforms import PAPER_TASKS  # noqa: E402
 
 WINDOW_SECONDS = 10

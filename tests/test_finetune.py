@@ -22,10 +22,12 @@ from wearssl.downstream.finetune import (
     expand_probabilities,
     fit_classifier,
     settings_for,
+    train_arm,
     train_forest_arm,
     train_transfer_source,
     validation_loss,
 )
+from wearssl.downstream.linear_probe import frozen_features
 from wearssl.downstream.metrics import per_subject_scores
 from wearssl.models.harnet import CheckpointError, harnet, load_checkpoint, save_checkpoint
 
@@ -293,3 +295,31 @@ def test_transfer_source_checkpoint_carries_labels(tmp_path, data):
     content = load_checkpoint(path)
     assert content["labels"] == LEARNABLE_LABELS and content["n_classes"] == 3
     assert content["dataset"] == data.name and content["window_seconds"] == 5
+
+
+def test_linear_probe_predicts_from_frozen_features(data, pretrained):
+    fold = protocol_folds(data.subjects)[0]
+    before = {k: v.clone() for k, v in harnet(5, pretrained=pretrained).state_dict().items()}
+    outcome = train_arm("linear_probe", data, fold, 0, Finetune(), init=pretrained)
+    assert outcome.probabilities.shape == (len(fold.test), 3) and outcome.model is None
+    assert np.allclose(outcome.probabilities.sum(1), 1.0, atol=1e-5)
+    assert math.isfinite(outcome.val_loss)
+    after = harnet(5, pretrained=pretrained).state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    scores = per_subject_scores(
+        data.labels[fold.test], outcome.probabilities.argmax(1), data.subjects[fold.test], [0, 1, 2]
+    )
+    assert scores["f1_macro"].mean() > 0.8  # three classes: chance is about 0.33
+
+
+def test_linear_probe_features_are_the_frozen_extractor_outputs(data, pretrained):
+    model = harnet(5, pretrained=pretrained).eval()
+    with torch.no_grad():
+        expected = model.feature_extractor(torch.from_numpy(data.windows[:7])).flatten(1)
+    features = frozen_features(pretrained, data.windows[:7], 5, batch_size=3)
+    np.testing.assert_allclose(features, expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_linear_probe_needs_weights(data):
+    with pytest.raises(ValueError, match="linear_probe"):
+        train_arm("linear_probe", data, tiny_fold(data), 0, Finetune())

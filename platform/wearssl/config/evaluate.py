@@ -16,8 +16,8 @@ from wearssl.config.base import (
     distinct,
 )
 
-ArmName = Literal["forest", "scratch", "frozen", "finetune", "transfer"]
-PRETRAINED_ARMS = ("frozen", "finetune")
+ArmName = Literal["forest", "linear_probe", "scratch", "frozen", "finetune", "transfer"]
+PRETRAINED_ARMS = ("linear_probe", "frozen", "finetune")
 
 
 class SyntheticLabelled(StrictModel):

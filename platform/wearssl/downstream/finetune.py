@@ -14,7 +14,9 @@ in where the feature extractor starts and what is trained:
 * ``transfer``: feature extractor of a classifier trained supervised on another labelled
   set (:func:`train_transfer_source`), all layers trained.
 
-Every neural arm starts with a freshly initialised head. The ``forest`` arm is the
+The ``linear_probe`` arm (:mod:`wearssl.downstream.linear_probe`) trains no network: a
+logistic regression on the frozen pre-trained features. Every neural arm starts with a
+freshly initialised head. The ``forest`` arm is the
 balanced random forest of :mod:`wearssl.models.forest`. It has no early stopping, so, as in
 the paper, it is fit on every non-test window of the fold (training and validation
 subjects together) and has no validation loss (NaN).
@@ -38,13 +40,14 @@ import torch.nn.functional as F
 from wearssl.config.evaluate import Finetune
 from wearssl.data.labelled_set import LabelledSet
 from wearssl.data.splits import Fold
+from wearssl.downstream.linear_probe import train_linear_probe_arm
 from wearssl.models.forest import fit_forest, predict_forest
 from wearssl.models.harnet import HarNet, harnet, save_checkpoint
 from wearssl.pretrain.transforms import augment
 
 NEURAL_ARMS = ("scratch", "frozen", "finetune", "transfer")
 INITIALISED_ARMS = ("frozen", "finetune", "transfer")
-ARMS = ("forest", *NEURAL_ARMS)
+ARMS = ("forest", "linear_probe", *NEURAL_ARMS)
 
 
 @dataclass
@@ -315,6 +318,11 @@ def train_arm(
 ) -> ArmOutcome:
     if arm == "forest":
         return train_forest_arm(data, fold, seed, n_estimators, n_jobs)
+    if arm == "linear_probe":
+        if init is None:
+            raise ValueError("arm 'linear_probe' needs weights to take features from")
+        probabilities, val_loss = train_linear_probe_arm(data, fold, seed, init)
+        return ArmOutcome(probabilities, val_loss, 0, [], None)
     return train_neural_arm(arm, data, fold, seed, settings, init)
 
 
