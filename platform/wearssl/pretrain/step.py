@@ -17,6 +17,13 @@ from wearssl.data import corpus
 from wearssl.pretrain.transforms import pretext_step
 
 
+def lr_at(step: int, base_lr: float, peak_lr: float, warmup_steps: int) -> float:
+    """Linear warm-up from the base lr to the batch-scaled peak, then constant (never beyond)."""
+    if warmup_steps <= 0 or step >= warmup_steps:
+        return peak_lr
+    return base_lr + (peak_lr - base_lr) * step / warmup_steps
+
+
 def model_windows(rows: torch.Tensor, window_seconds: int) -> torch.Tensor:
     """Corpus rows (10-s windows) -> the model's windows: a 5-s model sees each row as two
     consecutive windows, ``(B, 3, 300) -> (2B, 3, 150)``."""
