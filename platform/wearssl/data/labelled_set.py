@@ -2,15 +2,21 @@
 
 A labelled set is a folder (local or any pyarrow URI)::
 
-    SET/labelled.json     name, window_seconds, sample_rate_hz, label names (in class order)
+    SET/labelled.json     name, window_seconds, sample_rate_hz, label names (in class order),
+                          counts (windows per class and per subject) and, where the source
+                          defines one, subjects: the pseudonyms in the source's subject order
     SET/windows.parquet   one row per window: subject (pseudonym), label, time, window
 
-Windows are 30 Hz, in g, channel-major ``3 x L`` float32 lists.
+Windows are 30 Hz, in g, channel-major ``3 x L`` float32 lists. The subject order lets
+folds follow the source (e.g. a dataset's participant numbers) rather than the order of
+the pseudonyms, which depends on the pseudonymisation key; sets written without it read
+with ``subject_order`` None.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,21 +46,40 @@ class LabelledSet:
     labels: np.ndarray  # (n,) int64 index into label_names
     subjects: np.ndarray  # (n,) str pseudonyms
     times_ms: np.ndarray  # (n,) int64 window start, ms since epoch
+    subject_order: list[str] | None = None  # each subject once, in the source's order
 
     @property
     def window_samples(self) -> int:
         return self.window_seconds * SAMPLE_RATE_HZ
 
     def subset(self, mask: np.ndarray) -> LabelledSet:
+        subjects = self.subjects[mask]
+        order = None
+        if self.subject_order is not None:
+            kept = set(subjects.tolist())
+            order = [subject for subject in self.subject_order if subject in kept]
         return LabelledSet(
             self.name,
             self.window_seconds,
             self.label_names,
             self.windows[mask],
             self.labels[mask],
-            self.subjects[mask],
+            subjects,
             self.times_ms[mask],
+            order,
         )
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Windows per class (in class order) and per subject (in the subject order,
+        else sorted)."""
+        per_class = np.bincount(self.labels, minlength=len(self.label_names))
+        subjects, per_subject = np.unique(self.subjects.astype(str), return_counts=True)
+        by_subject = dict(zip(subjects.tolist(), per_subject.tolist(), strict=True))
+        order = self.subject_order if self.subject_order is not None else sorted(by_subject)
+        return {
+            "classes": {name: int(n) for name, n in zip(self.label_names, per_class, strict=True)},
+            "subjects": {subject: int(by_subject[subject]) for subject in order},
+        }
 
 
 def write_labelled_set(path: str, labelled: LabelledSet) -> None:
@@ -68,6 +93,7 @@ def write_labelled_set(path: str, labelled: LabelledSet) -> None:
         )
     if not (len(labelled.labels) == len(labelled.subjects) == len(labelled.times_ms) == n):
         raise ValueError(f"labelled set {labelled.name}: columns have different lengths")
+    _check_subject_order(labelled)
     fs, root = resolve(path)
     values = pa.array(labelled.windows.astype(np.float32).reshape(-1), pa.float32())
     names = np.asarray(labelled.label_names, dtype=object)
@@ -87,8 +113,26 @@ def write_labelled_set(path: str, labelled: LabelledSet) -> None:
         "window_seconds": labelled.window_seconds,
         "sample_rate_hz": SAMPLE_RATE_HZ,
         "label_names": list(labelled.label_names),
+        "counts": labelled.counts(),
     }
+    if labelled.subject_order is not None:
+        info["subjects"] = list(labelled.subject_order)
     atomic_write_bytes(fs, join(root, INFO_NAME), json.dumps(info, indent=2).encode())
+
+
+def _check_subject_order(labelled: LabelledSet) -> None:
+    """The subject order, where given, names every subject of the windows exactly once."""
+    order = labelled.subject_order
+    if order is None:
+        return
+    repeated = sorted(subject for subject, n in Counter(order).items() if n > 1)
+    present = set(labelled.subjects.astype(str).tolist())
+    missing, extra = sorted(present - set(order)), sorted(set(order) - present)
+    if repeated or missing or extra:
+        raise ValueError(
+            f"labelled set {labelled.name}: the subject order must name each subject of the "
+            f"windows once; repeated {repeated}, missing {missing}, without windows {extra}"
+        )
 
 
 def read_labelled_set(path: str) -> LabelledSet:
@@ -116,4 +160,5 @@ def read_labelled_set(path: str) -> LabelledSet:
         labels=np.array([index[x] for x in raw_labels], dtype=np.int64),
         subjects=np.array(table["subject"].to_pylist(), dtype=object),
         times_ms=table["time"].cast(pa.int64()).to_numpy(),
+        subject_order=info.get("subjects"),
     )
