@@ -61,10 +61,10 @@ def read_scheme(raw_dir: str, scheme: str) -> dict[str, str | None]:
     if scheme not in table.columns:
         raise ValueError(f"{path} has no label scheme {scheme!r}; it has {schemes}")
     labels = table[scheme].str.strip()
-    return {
-        annotation: None if pd.isna(label) or label == "" else label
-        for annotation, label in zip(table[ANNOTATION], labels, strict=True)
-    }
+    mapping: dict[str, str | None] = {"": None}  # unannotated time: an empty field
+    for annotation, label in zip(table[ANNOTATION], labels, strict=True):
+        mapping[annotation] = None if pd.isna(label) or label == "" else label
+    return mapping
 
 
 def capture24_files(raw_dir: str) -> list[Path]:
