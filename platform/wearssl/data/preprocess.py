@@ -15,8 +15,10 @@ Choices, and why:
   ``start + (L - 1) / rate <= t_last + 1 ms`` (times are often stored to the millisecond,
   which would otherwise cost a full recording its last window).
 - **Gaps.** Consecutive samples more than ``max_gap_seconds`` apart bound a gap. Windows
-  overlapping a gap are kept (their samples are linearly interpolated across it, so they
-  stay finite) but flagged ``wear=False``.
+  with a sample inside a gap are kept (their samples are linearly interpolated across it,
+  so they stay finite) but flagged ``wear=False``. A window's samples span
+  ``(L - 1) / rate`` (9.967 s at 30 Hz), not its full length: a window whose last sample
+  precedes the gap's first missing moment is fully recorded and keeps ``wear=True``.
 - **Statistics.** One pass puts the raw samples in 10-s bins on the same clock grid and
   keeps per-bin counts, means and standard deviations; calibration and non-wear
   detection both read only these.
@@ -96,6 +98,13 @@ def sample_offsets_ns(window_samples: int, rate_hz: float) -> np.ndarray:
     return np.rint(np.arange(window_samples) * (NS_PER_SECOND / rate_hz)).astype(np.int64)
 
 
+def samples_span_ns(window_samples: int, rate_hz: float) -> int:
+    """Time from a window's first sample to its last, ``(L - 1) / rate``: a gap ``(a, b)``
+    (no samples strictly between a and b) puts a sample of the window inside it only when
+    ``a < start + span`` and ``b > start``."""
+    return int(sample_offsets_ns(window_samples, rate_hz)[-1])
+
+
 def window_starts(
     times_ns: np.ndarray,
     window_seconds: int,
@@ -114,7 +123,7 @@ def window_starts(
     first, last = int(times_ns[0]), int(times_ns[-1])
     if align == "clock":
         first = -(-first // step_ns) * step_ns
-    span = int(sample_offsets_ns(round(window_seconds * rate_hz), rate_hz)[-1])
+    span = samples_span_ns(round(window_seconds * rate_hz), rate_hz)
     last += TIME_TOLERANCE_NS
     if first + span > last:
         return np.empty(0, np.int64)
@@ -131,8 +140,8 @@ def gap_intervals(times_ns: np.ndarray, max_gap_seconds: float) -> np.ndarray:
 
 
 def overlaps(starts_ns: np.ndarray, length_ns: int, intervals: np.ndarray) -> np.ndarray:
-    """Which windows ``[start, start + length)`` overlap any of the sorted, disjoint
-    intervals ``(a, b)``."""
+    """Which spans ``(start, start + length)`` overlap any of the sorted, disjoint
+    intervals ``(a, b)``: ``a < start + length`` and ``b > start``."""
     if len(intervals) == 0:
         return np.zeros(len(starts_ns), bool)
     first_ending_after = np.searchsorted(intervals[:, 1], starts_ns, side="right")
@@ -425,8 +434,8 @@ def preprocess(
         options.max_gap_seconds,
     )
     windows = apply_calibration(windows, calibration, channel_axis=1)
-    window_ns = options.window_seconds * NS_PER_SECOND
-    wear = ~(overlaps(starts, window_ns, nonwear) | overlaps(starts, window_ns, gaps))
+    span_ns = samples_span_ns(options.window_samples, options.target_rate_hz)
+    wear = ~(overlaps(starts, span_ns, nonwear) | overlaps(starts, span_ns, gaps))
     timings["resample_window"] = time.perf_counter() - began
     return WindowedRecording(
         starts,
