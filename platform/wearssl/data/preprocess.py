@@ -29,7 +29,12 @@ Choices, and why:
   every axis and the fit brings the mean residual under 10 mg. Being affine, it is
   applied to the 30-Hz windows (filtering and interpolation commute with it).
 - **Non-wear**: a run of still bins (empty bins count as still) longer than
-  ``nonwear_minutes`` (90) is non-wear; windows overlapping it get ``wear=False``.
+  ``nonwear_minutes`` (90) is non-wear; windows overlapping it get ``wear=False``. A bin
+  is still when every axis' std is below ``still_std_g`` (15 mg, above an AX3's noise)
+  or, for a device with coarser values, below one step of its resolution: a device lying
+  still reads at most two neighbouring steps, so its std is at most half a step. (An
+  Empatica E4 reads in 1/64 g, 15.6 mg steps: worn while seated, its wearers' 10-s bins
+  have median stds of 10-146 mg and no still run longer than 6 minutes.)
 - **Resampling** to 30 Hz: when the source rate is over 10 % higher, a zero-phase 4th-order
   Butterworth low-pass at 0.4 x the target rate (12 Hz) first removes what would alias;
   then each axis is linearly interpolated at the window sample times. Filtering runs on
@@ -401,12 +406,16 @@ def preprocess(
     xyz: np.ndarray,
     sample_rate_hz: float,
     options: PreprocessOptions | None = None,
+    resolution_g: float | None = None,
 ) -> WindowedRecording:
     """Calibrate, find non-wear and gaps, resample and cut one recording into windows.
+    ``resolution_g`` is the device's step between values, where it is coarse (see the
+    module docstring on non-wear).
 
     ``timings`` holds seconds for ``calibrate_nonwear`` and ``resample_window``.
     """
     options = options or PreprocessOptions()
+    still_std_g = max(options.still_std_g, resolution_g or 0.0)
     timings: dict[str, float] = {}
     began = time.perf_counter()
     calibration = Calibration()
@@ -414,10 +423,10 @@ def preprocess(
     if options.calibrate or options.detect_nonwear:
         stats = bin_statistics(times_ns, xyz)
         if options.calibrate:
-            calibration = fit_calibration(stats, options.still_std_g)
+            calibration = fit_calibration(stats, still_std_g)
             stats = calibrated_stats(stats, calibration)
         if options.detect_nonwear:
-            nonwear = nonwear_intervals(stats, options.nonwear_minutes, options.still_std_g)
+            nonwear = nonwear_intervals(stats, options.nonwear_minutes, still_std_g)
     gaps = gap_intervals(times_ns, options.max_gap_seconds)
     timings["calibrate_nonwear"] = time.perf_counter() - began
 
