@@ -185,13 +185,35 @@ def test_resampling_100_to_30_hz_keeps_a_slow_sine_and_flags_gaps():
     )  # 12:00:00 ... 12:01:50, whose last sample (+9.967 s) precedes the data end (+9.99 s)
     grid = (result.starts_ns[:, None] - START_NS) / NS + np.arange(300) / 30
     truth = 0.5 * np.sin(2 * np.pi * 1.3 * grid)
-    np.testing.assert_array_equal(result.wear, ~((grid[:, 0] >= 40) & (grid[:, 0] < 60)))
-    # away from the gap and the recording's edges the 30-Hz samples are the sine's values
+    # the 12:00:40 window's last sample (+9.967 s) precedes the gap's last sample before it
+    np.testing.assert_array_equal(result.wear, ~((grid[:, 0] >= 50) & (grid[:, 0] < 60)))
+    # away from the edges of the recorded stretches (where the zero-phase filter has no
+    # data beyond) the 30-Hz samples are the sine's values
     good = result.wear.copy()
-    good[[0, -1]] = False
+    good[[0, 4, -1]] = False
     np.testing.assert_allclose(result.windows[good, 0], truth[good], atol=5e-3)
     np.testing.assert_allclose(result.windows[:, 2], 1.0, atol=1e-6)
     assert result.gap_seconds == pytest.approx(3.0, abs=0.02)
+
+
+@pytest.mark.realdata
+def test_a_fully_recorded_window_next_to_a_gap_stays_worn(shared_data):
+    """A 5-s gap cut into a real AX3 recording 30 s after its first window: the window
+    before it holds only recorded samples (its last at +9.967 s, the gap opens after the
+    sample at about +9.995 s), so it is worn; the window the gap falls in is not."""
+    read = read_recording(str(shared_data / "devices" / "skdh_ax3_sample.cwa"))
+    window_ns = 10 * NS
+    first_window = -(-int(read.times_ns[0]) // window_ns) * window_ns
+    gap_from = first_window + 3 * window_ns
+    keep = (read.times_ns < gap_from) | (read.times_ns >= gap_from + 5 * NS)
+    options = PreprocessOptions(calibrate=False, detect_nonwear=False)
+    result = preprocess(read.times_ns[keep], read.xyz[keep], read.sample_rate_hz, options)
+    offsets = ((result.starts_ns - first_window) // NS).tolist()
+    wear = dict(zip(offsets, result.wear.tolist(), strict=True))
+    assert read.times_ns[keep][read.times_ns[keep] < gap_from][-1] > gap_from - 10_000_000
+    assert wear[20] is True
+    assert wear[30] is False
+    assert wear[0] is wear[10] is wear[40] is True
 
 
 def test_split_days_at_midnight():
