@@ -17,11 +17,12 @@ GPU machine), on the functions the platform trains with (:mod:`wearssl.pretrain.
    windows a batch, Adam 1e-3 scaled linearly with the batch through a 5-epoch warm-up,
    bf16 on a GPU, early stopping on held-out loss) on the real windows of ``DIR`` for a
    wall-clock budget; the held-out subjects' pretext accuracies per epoch; the best
-   epoch's model saved as a wearssl checkpoint, in parts of at most 15 MiB
-   (``harnet10.pt.partN``; ``cat`` them back together).
+   epoch's model saved, each time it improves, as a wearssl checkpoint in parts of at
+   most 15 MiB (``harnet10.pt.partN``; ``cat`` them back together).
 
-``DIR`` is made by ``bench/gpu_data.py``: ``windows.npy`` (n, 3, 300) float16 in g,
-``subjects.npy`` (n,), ``split.npy`` (n,) "train"/"test" by subject, ``sources.json``.
+``DIR`` is a corpus (``jobs/ingest.py``; ``bench/real_corpus.py`` makes the real one of
+recordings and labelled sets with labels dropped); its manifest's split gives the
+held-out subjects.
 Writes ``OUT/gpu.json`` and ``OUT/gpu.md``. Exit status 1 when a correctness check fails
 (a variant's features beyond tolerance, a non-finite loss).
 """
@@ -45,6 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hardware  # noqa: E402
 import model_step  # noqa: E402
+from wearssl.data import corpus  # noqa: E402
 from wearssl.data.weighted_sampling import sample_window_indices  # noqa: E402
 from wearssl.models.harnet import harnet, save_checkpoint  # noqa: E402
 from wearssl.pretrain.step import evaluate_heldout, lr_at, pretext_loss  # noqa: E402
@@ -53,7 +55,6 @@ from wearssl.pretrain.transforms import PAPER_TASKS  # noqa: E402
 EXIT_FAILED_CHECK = 1
 WINDOW_SECONDS = 10
 PART_BYTES = 15 << 20
-HELDOUT_WINDOWS_PER_SUBJECT = 500
 PAPER_BASE_LR = 1e-3
 PAPER_LR_REFERENCE_BATCH = 512
 PAPER_WARMUP_EPOCHS = 5
@@ -69,17 +70,20 @@ class GpuSize:
     windows_per_subject: int
     subjects_per_batch: int
     end_to_end_steps: int
+    heldout_per_subject: int
+    compile: bool
+    max_steps_per_epoch: int | None
 
 
 SIZES = {
-    "full": GpuSize((1024, 2048, 4096), 10, 3, 8192, 1500, 4, 30),
-    "small": GpuSize((8,), 1, 1, 256, 16, 2, 2),
+    "full": GpuSize((1024, 2048, 4096), 10, 3, 8192, 1500, 4, 30, 500, True, None),
+    "small": GpuSize((8,), 1, 1, 256, 16, 2, 2, 4, False, 2),
 }
 
 
 @dataclass(frozen=True)
 class RealWindows:
-    """The pre-training windows of ``bench/gpu_data.py``, grouped by subject."""
+    """The worn windows of a corpus in memory (float16), grouped by subject and split."""
 
     windows: np.ndarray  # (n, 3, 300) float16
     std: np.ndarray  # (n,) std of the vector magnitude, for weighted sampling
@@ -88,22 +92,25 @@ class RealWindows:
     sources: dict
 
     @classmethod
-    def load(cls, folder: Path) -> RealWindows:
-        windows = np.load(folder / "windows.npy", mmap_mode="r")
-        subjects = np.load(folder / "subjects.npy", allow_pickle=False)
-        split = np.load(folder / "split.npy", allow_pickle=False)
-        windows = np.ascontiguousarray(windows)
-        magnitude = np.linalg.norm(windows.astype(np.float32), axis=1)
-        groups = {
-            part: {s: np.flatnonzero((subjects == s) & (split == part)) for s in np.unique(subjects)}
-            for part in ("train", "test")
-        }
+    def load(cls, root: Path) -> RealWindows:
+        """Every worn window of the corpus at ``root``, with the manifest's split."""
+        parts, std, groups, start = [], [], {"train": {}, "test": {}}, 0
+        for entry in corpus.read_manifest(root).to_pylist():
+            day = corpus.read_day(str(root), entry)
+            worn = np.flatnonzero(day["wear"].to_numpy(zero_copy_only=False))
+            parts.append(corpus.decode_windows(day, worn, dtype=None))
+            std.append(day["std"].to_numpy()[worn])
+            rows = np.arange(start, start + len(worn))
+            subjects = groups[entry["split"]]
+            subjects[entry["subject"]] = np.concatenate([subjects.get(entry["subject"], []), rows])
+            start += len(worn)
+        sources = root / "sources.json"
         return cls(
-            windows=windows,
-            std=magnitude.std(axis=1),
-            train={s: rows for s, rows in groups["train"].items() if len(rows)},
-            test={s: rows for s, rows in groups["test"].items() if len(rows)},
-            sources=json.loads((folder / "sources.json").read_text()),
+            windows=np.concatenate(parts),
+            std=np.concatenate(std).astype(np.float64),
+            train={s: r.astype(np.int64) for s, r in groups["train"].items() if len(r)},
+            test={s: r.astype(np.int64) for s, r in groups["test"].items() if len(r)},
+            sources=json.loads(sources.read_text()) if sources.exists() else {},
         )
 
     def heldout(self, per_subject: int, seed: int) -> np.ndarray:
@@ -148,8 +155,9 @@ def prefetched(batches: Iterator[np.ndarray], device: torch.device) -> Iterator[
 
 
 def epoch_steps(data: RealWindows, size: GpuSize) -> int:
-    """One epoch visits every training subject once."""
-    return max(1, math.ceil(len(data.train) / size.subjects_per_batch))
+    """One epoch visits every training subject once (at most ``max_steps_per_epoch``)."""
+    steps = max(1, math.ceil(len(data.train) / size.subjects_per_batch))
+    return min(steps, size.max_steps_per_epoch or steps)
 
 
 def measure_end_to_end(data: RealWindows, size: GpuSize, device: torch.device) -> dict:
@@ -177,7 +185,7 @@ def measure_end_to_end(data: RealWindows, size: GpuSize, device: torch.device) -
     elapsed = time.perf_counter() - started
     return {
         "windows_per_s": windows / elapsed,
-        "batch": windows // size.end_to_end_steps,
+        "windows": windows,
         "steps": size.end_to_end_steps,
         "finite_loss": bool(torch.isfinite(torch.stack(losses)).all()),
     }
@@ -196,7 +204,7 @@ def pretrain(
     optimizer = torch.optim.Adam(model.parameters(), lr=PAPER_BASE_LR)
     bf16 = device.type == "cuda"
     tasks = list(PAPER_TASKS)
-    heldout = data.heldout(HELDOUT_WINDOWS_PER_SUBJECT, seed=2)
+    heldout = data.heldout(size.heldout_per_subject, seed=2)
     stream = prefetched(sampled_batches(data, size, seed=3), device)
     generator = torch.Generator(device=device).manual_seed(4)
     history, best, step, stale = [], {"val_loss": math.inf}, 0, 0
@@ -236,6 +244,7 @@ def pretrain(
                 window_seconds=WINDOW_SECONDS,
                 extra={"source": "bench/gpu.py", "epoch": record["epoch"]},
             )
+            best["model_parts"] = split_into_parts(out / "harnet10.pt")
         else:
             stale += 1
     return {
@@ -265,6 +274,11 @@ def split_into_parts(path: Path, part_bytes: int = PART_BYTES) -> list[str]:
     return names
 
 
+def save(result: dict, out: Path) -> None:
+    """``OUT/gpu.json`` with what is measured so far (a run cut short keeps its stages)."""
+    (out / "gpu.json").write_text(json.dumps(result, indent=2, default=str))
+
+
 def summary(result: dict) -> dict:
     steps, peak = result["model_step"], result["matmul_peak"]["flop_per_s"]
     best = steps["variants"][steps["best"]]
@@ -280,6 +294,12 @@ def summary(result: dict) -> dict:
         "paper_device_hours_at_end_to_end": hardware.PAPER_WINDOWS / e2e / 3600,
         "goal_windows_per_s": 100_000,
     }
+
+
+def sources_line(sources: dict) -> str:
+    """``name: N windows`` per source of a ``bench/real_corpus.py`` corpus."""
+    parts = sources.get("sources", {})
+    return "; ".join(f"{name}: {row['windows']:,} windows" for name, row in parts.items())
 
 
 def markdown(result: dict) -> str:
@@ -323,7 +343,8 @@ def markdown(result: dict) -> str:
         f"## Pre-training on real windows ({run['seconds']:.0f} s)",
         "",
         f"{run['train_subjects']} training and {run['heldout_subjects']} held-out subjects "
-        f"({result['sources']}); batch {run['batch']}, peak lr {run['peak_lr']:.3g}, "
+        f"({sources_line(result['sources'])}); batch {run['batch']}, "
+        f"peak lr {run['peak_lr']:.3g}, "
         f"{run['steps']} steps, {run['windows_seen']:,} windows, {run['epochs']} epochs.",
         f"Best epoch {best['epoch']}: held-out loss {best['val_loss']:.4f}; {accuracies}.",
     ]
@@ -332,7 +353,7 @@ def markdown(result: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder of bench/gpu_data.py")
+    parser.add_argument("--data", type=Path, required=True, help="a corpus folder")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
@@ -351,16 +372,17 @@ def main() -> int:
     data = RealWindows.load(args.data)
     result: dict = {"machine": hardware.machine_info(device), "sources": data.sources}
     result["model_step"] = model_step.measure(
-        device, size.step_batches, size.step_steps, size.step_warmup, with_compile=True
+        device, size.step_batches, size.step_steps, size.step_warmup, with_compile=size.compile
     )
     result["matmul_peak"] = model_step.matmul_peak(device, size.matmul, 10)
+    save(result, args.out)
     print(json.dumps(result["model_step"]["checks"]), flush=True)
     result["end_to_end"] = measure_end_to_end(data, size, device)
     print(json.dumps(result["end_to_end"]), flush=True)
+    save(result, args.out)
     result["pretrain"] = pretrain(data, size, device, args.pretrain_seconds, args.out)
-    result["pretrain"]["model_parts"] = split_into_parts(args.out / "harnet10.pt")
     result["summary"] = summary(result)
-    (args.out / "gpu.json").write_text(json.dumps(result, indent=2, default=str))
+    save(result, args.out)
     (args.out / "gpu.md").write_text(markdown(result))
     print(markdown(result))
     checks_ok = all(c["ok"] for c in result["model_step"]["checks"])
