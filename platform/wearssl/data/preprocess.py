@@ -396,6 +396,7 @@ class WindowedRecording:
     nonwear_seconds: float
     gap_seconds: float
     timings: dict[str, float]
+    gap_count: int = 0
 
     def __len__(self) -> int:
         return len(self.starts_ns)
@@ -454,6 +455,7 @@ def preprocess(
         interval_seconds(nonwear),
         interval_seconds(gaps),
         timings,
+        len(gaps),
     )
 
 
