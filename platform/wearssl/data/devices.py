@@ -819,7 +819,9 @@ def read_csv_recording(path: str, options: ReadOptions, with_labels: bool = Fals
 
 
 def _read_e4(path: str, options: ReadOptions) -> Recording:
-    """An Empatica E4 ``ACC.csv`` (layout in the module docstring)."""
+    """An Empatica E4 ``ACC.csv`` (layout in the module docstring). Sample times come
+    from the start, the rate and the row number; a malformed line dropped shifts the
+    samples after it by one period, which the reader's note counts."""
     starts, rates = _e4_header(path)
     rate = options.sample_rate_hz or rates
     start_utc_ns = round(starts * 1_000_000) * 1_000
