@@ -146,6 +146,20 @@ def test_nonwear_is_a_still_run_longer_than_the_patience():
     assert not result.wear[(result.starts_ns - START_NS >= 60 * MINUTE)][: 100 * 6].any()
 
 
+def test_a_still_coarse_device_is_still_by_its_resolution():
+    """A device with 1/32-g steps lying still for 100 minutes, its reading flipping
+    between two neighbouring steps: each axis' std is half a step (15.6 mg), above the
+    15-mg threshold, so only the resolution rule finds the non-wear."""
+    rate, step = 32, 1 / 32
+    levels = np.array([0.0, 0.0, 1.0]) + step * (np.arange(100 * 60 * rate) % 2)[:, None]
+    times = START_NS + np.rint(np.arange(len(levels)) * NS / rate).astype(np.int64)
+    options = PreprocessOptions(calibrate=False)
+    xyz = levels.astype(np.float32)
+    assert preprocess(times, xyz, rate, options).wear.all()
+    coarse = preprocess(times, xyz, rate, options, resolution_g=step)
+    assert not coarse.wear.any() and coarse.nonwear_seconds == 100 * 60
+
+
 def test_calibration_recovers_offset_and_scale():
     rng = np.random.default_rng(0)
     offset, scale = np.array([0.03, -0.02, 0.05]), np.array([1.02, 0.97, 1.01])
