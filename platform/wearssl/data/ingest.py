@@ -97,6 +97,7 @@ from wearssl.data.preprocess import (
     NS_PER_SECOND,
     PreprocessOptions,
     WindowedRecording,
+    finite_or_none,
     preprocess,
     split_days,
 )
@@ -357,14 +358,10 @@ def _preprocess_facts(windowed: WindowedRecording, options: PreprocessOptions) -
         "gap_seconds": windowed.gap_seconds,
         "calibration": state,
         "calibration_reason": calibration.reason if state == "refused" else "",
-        "calibration_error_before_mg": _finite_or_none(calibration.error_before_mg),
-        "calibration_error_after_mg": _finite_or_none(calibration.error_after_mg),
+        "calibration_error_before_mg": finite_or_none(calibration.error_before_mg),
+        "calibration_error_after_mg": finite_or_none(calibration.error_after_mg),
         "nonwear_seconds": windowed.nonwear_seconds,
     }
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
 
 
 def _merged_with_existing(fs: pafs.FileSystem, root: str, table: pa.Table) -> pa.Table:

@@ -45,6 +45,7 @@ Choices, and why:
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -222,6 +223,12 @@ class Calibration:
     error_before_mg: float = float("nan")
     error_after_mg: float = float("nan")
     reason: str = "not attempted"
+
+
+def finite_or_none(value: float) -> float | None:
+    """A calibration error (NaN where none was measured) as a number or None, for JSON
+    and Parquet reports."""
+    return float(value) if math.isfinite(value) else None
 
 
 def _sphere_error(points: np.ndarray) -> np.ndarray:

@@ -52,6 +52,7 @@ from wearssl.data.preprocess import (
     NS_PER_SECOND,
     TARGET_RATE_HZ,
     PreprocessOptions,
+    finite_or_none,
     preprocess,
     split_days,
 )
@@ -450,10 +451,6 @@ def output_paths(out: str | Path, stem: str) -> dict[str, Path]:
     }
 
 
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
-
-
 def _iso(ns: int) -> str:
     return pd.Timestamp(int(ns), unit="ns").isoformat()
 
@@ -550,8 +547,8 @@ def predict_recording(
             "offset_g": [float(v) for v in calibration.offset],
             "scale": [float(v) for v in calibration.scale],
             "still_periods": calibration.n_points,
-            "error_before_mg": _finite_or_none(calibration.error_before_mg),
-            "error_after_mg": _finite_or_none(calibration.error_after_mg),
+            "error_before_mg": finite_or_none(calibration.error_before_mg),
+            "error_after_mg": finite_or_none(calibration.error_after_mg),
             "reason": calibration.reason,
         },
         "model": model.identity,
