@@ -23,10 +23,10 @@ ActiGraph's ``TimeZone``, a GENEActiv's ``Time Zone``) it is kept in
 Inputs with absolute times (numbers since the Unix epoch, ISO strings with a zone, an
 E4's start) are moved onto the wall clock of ``ReadOptions.timezone`` with one constant
 offset, that of the first sample (so a daylight-saving change inside a recording does not
-fold time back onto itself), and that offset is kept. Numeric
-epochs are read as seconds, milliseconds, microseconds or nanoseconds by their magnitude
-(any date between 1973 and 2286 is unambiguous); floating-point ones are rounded to the
-microsecond, about the precision float64 holds for today's dates. Strings are parsed as
+fold time back onto itself), and that offset is kept. Numeric epochs are read as seconds,
+milliseconds, microseconds or nanoseconds by their magnitude (any date between 1973 and
+2286 is unambiguous); floating-point ones are rounded to the microsecond, about the
+precision float64 holds for today's dates. Strings are parsed as
 ISO 8601 (``2019-12-23 21:04:06.690``, ``2024-01-01T00:00:00+01:00``).
 
 ActiGraph idle sleep. An ActiGraph stops sampling while it lies still ("idle sleep
