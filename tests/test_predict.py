@@ -459,3 +459,42 @@ def test_accuracy_and_daily_minutes_on_a_known_schedule(tmp_path: Path) -> None:
     baseline = sum(abs((worn if name == commonest else 0.0) - true) for name, _, true in rows)
     print(f"minutes off in total: {error:.0f} (everything '{commonest}': {baseline:.0f})")
     assert error < 0.5 * baseline
+
+
+# ---------------------------------------------------------------- partial reads, collate
+
+
+@pytest.mark.realdata
+def test_truncated_file_is_partial_with_the_readers_message(
+    shared_data: Path, models: dict[str, Path], tmp_path: Path
+) -> None:
+    """GENEActiv_testfile.bin's header promises 222,048 pages; the file holds 17."""
+    out = tmp_path / "out"
+    path = shared_data / "devices" / "GENEActiv_testfile.bin"
+    assert main(["predict", str(path), "--model", str(models["plain"]), "--out", str(out)]) == 0
+    info = json.loads((out / "GENEActiv_testfile" / f"GENEActiv_testfile{INFO_SUFFIX}").read_text())
+    assert "222048" in info["reader_message"] and info["kept_fraction"] < 1e-3
+    report = pd.read_csv(out / REPORT_NAME).set_index("stem")
+    assert report.loc["GENEActiv_testfile", "status"] == "partial"
+    assert "222048" in report.loc["GENEActiv_testfile", "reason"]
+
+
+@pytest.mark.realdata
+def test_collate_takes_a_recording_in_two_folders_once_and_warns(
+    shared_data: Path, models: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    path = str(shared_data / "devices" / "ax3_testfile.cwa")
+    for run in ("first", "second"):
+        argv = ["predict", path, "--model", str(models["plain"]), "--out", str(tmp_path / run)]
+        assert main(argv) == EXIT_OK
+    single = pd.read_csv(tmp_path / "first" / "ax3_testfile" / "ax3_testfile-dailySummary.csv")
+    capsys.readouterr()
+    collated = tmp_path / "all.csv"
+    folders = [str(tmp_path / "first"), str(tmp_path / "second")]
+    assert main(["collate", *folders, "--out", str(collated)]) == EXIT_OK
+    table = pd.read_csv(collated, dtype={"day": str})
+    assert table["recording"].tolist() == ["ax3_testfile"] * len(single)
+    assert table["day"].tolist() == single["day"].astype(str).tolist()
+    err = capsys.readouterr().err
+    assert "recording 'ax3_testfile' is summarised in both" in err
+    assert str(tmp_path / "first") in err and str(tmp_path / "second") in err

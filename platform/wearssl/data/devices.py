@@ -23,10 +23,10 @@ ActiGraph's ``TimeZone``, a GENEActiv's ``Time Zone``) it is kept in
 Inputs with absolute times (numbers since the Unix epoch, ISO strings with a zone, an
 E4's start) are moved onto the wall clock of ``ReadOptions.timezone`` with one constant
 offset, that of the first sample (so a daylight-saving change inside a recording does not
-fold time back onto itself), and that offset is kept. Numeric
-epochs are read as seconds, milliseconds, microseconds or nanoseconds by their magnitude
-(any date between 1973 and 2286 is unambiguous); floating-point ones are rounded to the
-microsecond, about the precision float64 holds for today's dates. Strings are parsed as
+fold time back onto itself), and that offset is kept. Numeric epochs are read as seconds,
+milliseconds, microseconds or nanoseconds by their magnitude (any date between 1973 and
+2286 is unambiguous); floating-point ones are rounded to the microsecond, about the
+precision float64 holds for today's dates. Strings are parsed as
 ISO 8601 (``2019-12-23 21:04:06.690``, ``2024-01-01T00:00:00+01:00``).
 
 ActiGraph idle sleep. An ActiGraph stops sampling while it lies still ("idle sleep
@@ -115,6 +115,7 @@ CWA_BLOCK_BYTES = 512
 GENEACTIV_SAMPLES_PER_PAGE = 300
 _GENEACTIV_PAGES = re.compile(rb"Number of Pages:\s*(\d+)")
 _GENEACTIV_ZONE = re.compile(rb"Time Zone:\s*(?:GMT|UTC)?\s*([+-]?\d{1,2}:\d{2}(?::\d{2})?)")
+_NUMBER = r"^[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|(?i:nan|inf|infinity))$"
 _READER_MESSAGE = re.compile(r"(Skipping|Stopping|differs|Error reading|Exception:)")
 
 
@@ -473,10 +474,11 @@ def fill_idle_sleep(
     missing = np.rint(steps[gaps] / period_ns).astype(np.int64) - 1
     repeats = np.ones(len(times_ns), np.int64)
     repeats[gaps] += missing
-    run_starts = np.cumsum(repeats) - repeats
-    filled = int(repeats.sum())
-    step_in_run = np.arange(filled, dtype=np.int64) - np.repeat(run_starts, repeats)
-    times = np.repeat(times_ns, repeats) + np.rint(step_in_run * period_ns).astype(np.int64)
+    run_ends = np.cumsum(repeats)
+    times = np.repeat(times_ns, repeats)
+    for end, count in zip(run_ends[gaps].tolist(), missing.tolist(), strict=True):
+        offsets = np.arange(1, count + 1, dtype=np.float64) * period_ns
+        times[end - count : end] += np.rint(offsets).astype(np.int64)
     return times, np.repeat(xyz, repeats, axis=0), float(missing.sum()) / rate_hz
 
 
@@ -728,11 +730,10 @@ def _read_csv_table(
 
 
 def _numbers_from_text(column: pa.Array) -> pa.Array:
-    """Numbers from text, null where a value is not a number."""
-    import pandas as pd
-
-    values = pd.to_numeric(pd.Series(column.to_pylist(), dtype=object), errors="coerce")
-    return pa.array(values.to_numpy(np.float64), from_pandas=True)
+    """Numbers (float64) from text, null where a value is not a number."""
+    text = pc.utf8_trim_whitespace(column)
+    number = pc.fill_null(pc.match_substring_regex(text, _NUMBER), False)
+    return pc.if_else(number, text, pa.scalar(None, pa.string())).cast(pa.float64())
 
 
 def _time_from_text(column: pa.Array) -> pa.Array:
@@ -740,10 +741,10 @@ def _time_from_text(column: pa.Array) -> pa.Array:
     8601 times; null where a value does not parse."""
     import pandas as pd
 
+    numbers = _numbers_from_text(column)
+    if 2 * numbers.null_count < column.null_count + len(column):
+        return numbers
     text = pd.Series(column.to_pylist(), dtype=object)
-    numbers = pd.to_numeric(text, errors="coerce")
-    if 2 * numbers.notna().sum() > text.notna().sum():
-        return pa.array(numbers.to_numpy(np.float64), from_pandas=True)
     return pa.array(pd.to_datetime(text, format="ISO8601", errors="coerce"), from_pandas=True)
 
 
@@ -819,7 +820,9 @@ def read_csv_recording(path: str, options: ReadOptions, with_labels: bool = Fals
 
 
 def _read_e4(path: str, options: ReadOptions) -> Recording:
-    """An Empatica E4 ``ACC.csv`` (layout in the module docstring)."""
+    """An Empatica E4 ``ACC.csv`` (layout in the module docstring). Sample times come
+    from the start, the rate and the row number; a malformed line dropped shifts the
+    samples after it by one period, which the reader's note counts."""
     starts, rates = _e4_header(path)
     rate = options.sample_rate_hz or rates
     start_utc_ns = round(starts * 1_000_000) * 1_000

@@ -45,6 +45,7 @@ Choices, and why:
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -224,6 +225,12 @@ class Calibration:
     reason: str = "not attempted"
 
 
+def finite_or_none(value: float) -> float | None:
+    """A calibration error (NaN where none was measured) as a number or None, for JSON
+    and Parquet reports."""
+    return float(value) if math.isfinite(value) else None
+
+
 def _sphere_error(points: np.ndarray) -> np.ndarray:
     return np.abs(np.linalg.norm(points, axis=1) - 1.0)
 
@@ -396,6 +403,7 @@ class WindowedRecording:
     nonwear_seconds: float
     gap_seconds: float
     timings: dict[str, float]
+    gap_count: int = 0
 
     def __len__(self) -> int:
         return len(self.starts_ns)
@@ -454,6 +462,7 @@ def preprocess(
         interval_seconds(nonwear),
         interval_seconds(gaps),
         timings,
+        len(gaps),
     )
 
 

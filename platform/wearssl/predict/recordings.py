@@ -28,6 +28,7 @@ import json
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ from wearssl.data.preprocess import (
     NS_PER_SECOND,
     TARGET_RATE_HZ,
     PreprocessOptions,
+    finite_or_none,
     preprocess,
     split_days,
 )
@@ -422,12 +424,15 @@ class PredictOptions:
 
 @dataclass
 class RecordingOutcome:
-    """What happened to one file; ``reason`` says why it failed."""
+    """What happened to one file: ``ok`` its outputs were written; ``status`` is ``ok``,
+    ``partial`` (predicted from what the reader could recover of a truncated or corrupt
+    file) or ``failed``; ``reason`` says why it failed or what the reader reported."""
 
     file: str
     stem: str
     ok: bool
     reason: str = ""
+    status: str = ""
     folder: str = ""
     windows: int = 0
     wear_hours: float = 0.0
@@ -444,10 +449,6 @@ def output_paths(out: str | Path, stem: str) -> dict[str, Path]:
         "info": folder / f"{stem}{INFO_SUFFIX}",
         "timeline": folder / f"{stem}{TIMELINE_SUFFIX}",
     }
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
 
 
 def _iso(ns: int) -> str:
@@ -478,6 +479,7 @@ def predict_recording(
         recording.xyz,
         recording.sample_rate_hz,
         options.preprocessing(model.window_seconds),
+        recording.resolution_g,
     )
     timings["preprocess"] = time.perf_counter() - mark
     if len(windowed) == 0:
@@ -491,7 +493,10 @@ def predict_recording(
         "duration_hours": recording.duration_seconds / 3600,
         "read_errors": recording.read_errors,
         "lost_seconds": recording.lost_seconds,
+        "kept_fraction": recording.kept_fraction,
+        "reader_message": "; ".join(recording.notes),
     }
+    partial = recording.read_errors > 0 or bool(recording.lost_seconds)
     del recording
 
     mark = time.perf_counter()
@@ -542,8 +547,8 @@ def predict_recording(
             "offset_g": [float(v) for v in calibration.offset],
             "scale": [float(v) for v in calibration.scale],
             "still_periods": calibration.n_points,
-            "error_before_mg": _finite_or_none(calibration.error_before_mg),
-            "error_after_mg": _finite_or_none(calibration.error_after_mg),
+            "error_before_mg": finite_or_none(calibration.error_before_mg),
+            "error_after_mg": finite_or_none(calibration.error_after_mg),
             "reason": calibration.reason,
         },
         "model": model.identity,
@@ -564,6 +569,8 @@ def predict_recording(
         path,
         stem,
         True,
+        reason=source["reader_message"] if partial else "",
+        status="partial" if partial else "ok",
         folder=str(paths["folder"]),
         windows=len(windowed),
         wear_hours=info["wear_hours"],
@@ -590,6 +597,7 @@ def predict_file(
             recording_stem(path),
             False,
             reason=f"{type(error).__name__}: {error}",
+            status="failed",
             seconds=time.perf_counter() - began,
         )
 
@@ -611,10 +619,11 @@ def progress_line(outcome: RecordingOutcome, done: int, total: int) -> str:
     head = f"predict [{done}/{total}] {outcome.stem}:"
     if not outcome.ok:
         return f"{head} FAILED: {outcome.reason}"
-    return (
+    line = (
         f"{head} {outcome.windows} windows, {outcome.days} day(s), "
         f"{outcome.wear_hours:.2f} h worn, {outcome.seconds:.1f} s"
     )
+    return f"{line}; partial: {outcome.reason}" if outcome.status == "partial" else line
 
 
 def print_progress(outcome: RecordingOutcome, done: int, total: int) -> None:
@@ -677,6 +686,7 @@ def predict_files_on_ray(
                 recording_stem(path),
                 False,
                 reason=f"the task failed: {type(error).__name__}: {first}",
+                status="failed",
             )
         outcomes.append(outcome)
         report(outcome, len(outcomes), len(files))
@@ -700,7 +710,11 @@ def collate(folders: list[str | Path], out: str | Path) -> pd.DataFrame:
     """Merge the daily summaries found under ``folders`` (searched recursively) into one
     table, one row per recording-day: ``recording`` (file stem), ``subject`` (pseudonym
     from the recording's info.json) and the summary's columns. Written to ``out`` (CSV,
-    gzipped when it ends in ``.gz``)."""
+    gzipped when it ends in ``.gz``).
+
+    A recording is known by its stem (one run writes one folder per stem): where two
+    folders hold the same recording, the first found (folders in the order given) is
+    collated and a warning names the recording and both folders."""
     found: list[Path] = []
     for folder in folders:
         folder = Path(folder)
@@ -710,8 +724,17 @@ def collate(folders: list[str | Path], out: str | Path) -> pd.DataFrame:
     if not found:
         raise ValueError(f"collate: no *{SUMMARY_SUFFIX} file under {[str(f) for f in folders]}")
     tables = []
+    kept: dict[str, Path] = {}
     for path in dict.fromkeys(p.resolve() for p in found):
         stem = path.name[: -len(SUMMARY_SUFFIX)]
+        if stem in kept:
+            warnings.warn(
+                f"collate: recording {stem!r} is summarised in both {kept[stem].parent} and "
+                f"{path.parent}; its days are collated once, from {kept[stem].parent}",
+                stacklevel=2,
+            )
+            continue
+        kept[stem] = path
         info_path = path.with_name(f"{stem}{INFO_SUFFIX}")
         subject = json.loads(info_path.read_text()).get("subject") if info_path.is_file() else None
         table = pd.read_csv(path, dtype={"day": str})
@@ -892,10 +915,14 @@ def run_predict(args: argparse.Namespace, distributed: bool) -> int:
 
 def run_collate(args: argparse.Namespace) -> int:
     try:
-        table = collate(args.folders, args.out)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            table = collate(args.folders, args.out)
     except (ValueError, OSError) as error:
         print(f"collate: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
     print(
         f"collate: {table['recording'].nunique()} recording(s), {len(table)} day(s) -> {args.out}"
     )
