@@ -91,7 +91,8 @@ def evaluate_heldout(
     count = 0
     with torch.no_grad():
         for start in range(0, len(windows), batch_size):
-            rows = torch.from_numpy(windows[start : start + batch_size]).to(device).float()
+            # a copy: the held-out windows come read-only from Ray's object store
+            rows = torch.tensor(windows[start : start + batch_size], device=device).float()
             x = model_windows(rows, window_seconds)
             loss, hits = pretext_loss(model, x, tasks, generator, False, autocast)
             loss_sum += loss * len(x)
