@@ -23,32 +23,37 @@ from wearssl.data.synthetic import ACTIVITIES, synth_recording, synthetic_labell
 from wearssl.data.synthetic import NON_WEAR as SYNTHETIC_NON_WEAR
 from wearssl.models.harnet import CheckpointError, harnet, save_checkpoint
 from wearssl.models.hmm import HmmParams, attach_hmm, fit_hmm, label_sequences
+from wearssl.predict.outputs import (
+    INFO_SUFFIX,
+    NON_WEAR,
+    PROBABILITY_PREFIX,
+    output_paths,
+    time_series,
+)
 from wearssl.predict.recordings import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
-    INFO_SUFFIX,
-    NON_WEAR,
-    PROBABILITY_PREFIX,
     REPORT_NAME,
     PredictOptions,
     build_network,
-    daily_summary,
     load_prediction_model,
-    output_paths,
-    plot_timeline,
     predict_files_on_ray,
-    time_series,
     window_labels,
 )
+from wearssl.predict.summary import daily_summary
+from wearssl.predict.timeline import plot_timeline
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = REPO / "jobs" / "predict.py"
 DAY0_NS = int(np.datetime64("2024-01-01T00:00:00", "ns").astype(np.int64))
 PREPROCESSING = {"sample_rate_hz": 30, "units": "g", "window_seconds": 5}
 INFO_KEYS = {
-    "file", "subject", "device", "duration_hours", "start", "end", "windows", "wear_hours",
-    "calibration", "model", "labels", "window_seconds", "hmm", "activity_minutes", "days",
+    "Filename", "Subject", "Device", "DeviceID", "SampleRate", "StartTime", "EndTime",
+    "ReadOK", "ReadErrors", "ReaderMessage", "Reader", "Calibration", "Windows",
+    "WearTime(days)", "NonwearTime(days)", "NonwearEpisodes", "Covers24hOK", "Interrupts",
+    "ActivityMinutes", "ENMO(mg)", "PerDayAverages", "Adjusted", "Days", "PoorWearDays",
+    "Labels", "WindowSeconds", "HMM", "Model", "Arguments", "WearsslVersion",
 }  # fmt: skip
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -164,8 +169,11 @@ def test_time_series_columns_and_empty_non_wear_rows() -> None:
     starts = DAY0_NS + np.arange(4) * 5 * NS_PER_SECOND
     probabilities = np.array([[0.9, 0.1], [np.nan, np.nan], [0.2, 0.8], [0.6, 0.4]], np.float32)
     labels = np.array([0, NON_WEAR, 1, 0])
-    table = time_series(starts, labels, probabilities, ["sit", "walk"])
-    assert list(table.columns) == ["time", "label", "prob_sit", "prob_walk", "non_wear"]
+    enmo = np.array([5.0, np.nan, 120.0, 8.0])
+    table = time_series(starts, labels, probabilities, enmo, ["sit", "walk"])
+    assert list(table.columns) == [
+        "time", "label", "prob_sit", "prob_walk", "enmo_mg", "non_wear",
+    ]  # fmt: skip
     assert table["label"].tolist() == ["sit", "", "walk", "sit"]
     assert table["non_wear"].tolist() == [0, 1, 0, 0]
     assert table.loc[1, ["prob_sit", "prob_walk"]].isna().all()
@@ -179,13 +187,15 @@ def test_daily_summary_minutes_and_poor_wear_on_partial_days() -> None:
     labels[: 9 * 60] = 0  # day 1: 9 h worn < 12 h x 20/24 = 10 h: poor
     labels[12 * 60 : 12 * 60 + 21 * 60] = 1  # day 2: 21 h worn >= 20 h: good
     labels[12 * 60 : 12 * 60 + 30] = 0
-    summary = daily_summary(starts, labels, ["sit", "walk"], window)
+    enmo = np.where(labels == NON_WEAR, np.nan, 10.0 + 20.0 * labels)
+    summary = daily_summary(starts, labels, enmo, ["sit", "walk"], window)
     assert summary["day"].tolist() == ["2024-01-01", "2024-01-02"]
     assert summary["recorded_minutes"].tolist() == [720, 1440]
     assert summary["wear_minutes"].tolist() == [540, 1260]
     assert summary["nonwear_minutes"].tolist() == [180, 180]
     assert summary["sit_minutes"].tolist() == [540, 30]
     assert summary["walk_minutes"].tolist() == [0, 1230]
+    np.testing.assert_allclose(summary["enmo_mg"], [10.0, (30 * 10 + 1230 * 30) / 1260])
     assert summary["partial_day"].tolist() == [True, False]
     assert summary["poor_wear"].tolist() == [True, False]
 
@@ -213,22 +223,24 @@ def check_outputs(out: Path, stem: str, labels: list[str]) -> dict:
         "time",
         "label",
         *(PROBABILITY_PREFIX + n for n in labels),
+        "enmo_mg",
         "non_wear",
     ]
     worn = series["non_wear"] == 0
+    assert series.loc[worn, "enmo_mg"].notna().all() and series.loc[~worn, "enmo_mg"].isna().all()
     assert set(series.loc[worn, "label"]) <= set(labels)
     assert series.loc[~worn, "label"].isna().all()
     np.testing.assert_allclose(
         series.loc[worn, [PROBABILITY_PREFIX + n for n in labels]].sum(axis=1), 1.0, atol=1e-3
     )
-    summary = pd.read_csv(paths["summary"])
+    summary = pd.read_csv(paths["daily"])
     assert {"day", "wear_minutes", "poor_wear", *(n + "_minutes" for n in labels)} <= set(
         summary.columns
     )
     info = json.loads(paths["info"].read_text())
     assert INFO_KEYS <= info.keys()
-    assert info["windows"] == len(series) and info["labels"] == labels
-    assert info["subject"].startswith("p") and stem not in info["subject"]
+    assert info["Windows"] == len(series) and info["Labels"] == labels
+    assert info["Subject"].startswith("p") and stem not in info["Subject"]
     png = paths["timeline"].read_bytes()
     assert png[:8] == PNG_MAGIC and len(png) > 1000
     return info
@@ -244,7 +256,7 @@ def test_cli_predicts_reports_failures_and_collates(
     err = capsys.readouterr().err
     assert "no HMM parameters" in err and "P02.npz" in err
     info = check_outputs(out, "P01", list(ACTIVITIES))
-    assert info["days"] == 2 and info["hmm"] is False and info["windows"] == 120
+    assert info["Days"] == 2 and info["HMM"] is False and info["Windows"] == 120
     report = pd.read_csv(out / REPORT_NAME)
     assert report.set_index("stem")["ok"].to_dict() == {"P01": True, "P02": False}
     assert not (out / "P02").exists()
@@ -254,7 +266,7 @@ def test_cli_predicts_reports_failures_and_collates(
     table = pd.read_csv(collated)
     assert table["recording"].tolist() == ["P01", "P01"]
     assert table["day"].tolist() == ["2024-01-01", "2024-01-02"]
-    assert table["subject"].iloc[0] == info["subject"]
+    assert table["subject"].iloc[0] == info["Subject"]
 
 
 def test_cli_smooths_with_the_models_hmm(
@@ -270,9 +282,9 @@ def test_cli_smooths_with_the_models_hmm(
         str(out),
     ]
     assert main(argv) == EXIT_OK
-    assert json.loads((out / "P01" / f"P01{INFO_SUFFIX}").read_text())["hmm"] is True
+    assert json.loads((out / "P01" / f"P01{INFO_SUFFIX}").read_text())["HMM"] is True
     assert main([*argv, "--no-hmm"]) == EXIT_OK
-    assert json.loads((out / "P01" / f"P01{INFO_SUFFIX}").read_text())["hmm"] is False
+    assert json.loads((out / "P01" / f"P01{INFO_SUFFIX}").read_text())["HMM"] is False
 
 
 def test_cli_usage_errors(
@@ -327,7 +339,7 @@ def test_job_runs_on_ray_with_collate(
     assert result.returncode == EXIT_FAILED, result.stderr[-2000:]
     assert "predict [2/2]" in result.stdout + result.stderr
     assert "P02.npz" in result.stderr
-    assert len(pd.read_csv(out / "dailySummaries.csv")) == 2
+    assert len(pd.read_csv(out / "collated-Daily.csv")) == 2
 
 
 # ---------------------------------------------------------------- real device files
@@ -365,7 +377,7 @@ def test_every_device_file_is_predicted_or_reported(
     assert len(predicted) == len(files) - 2
     for outcome in predicted:
         info = check_outputs(tmp_path, outcome.stem, list(ACTIVITIES))
-        assert info["windows"] == outcome.windows > 0
+        assert info["Windows"] == outcome.windows > 0
 
 
 # ---------------------------------------------------------------- accuracy against a known schedule
@@ -434,7 +446,7 @@ def test_accuracy_and_daily_minutes_on_a_known_schedule(tmp_path: Path) -> None:
     smoothed = series["label"][scored].map({n: i for i, n in enumerate(ACTIVITIES)}).to_numpy()
     raw_accuracy = float((raw == truth[scored]).mean())
     hmm_accuracy = float((smoothed == truth[scored]).mean())
-    summary = pd.read_csv(output_paths(out, "subject99")["summary"])
+    summary = pd.read_csv(output_paths(out, "subject99")["daily"])
     minutes = window_seconds / 60
     rows = [
         (name, float(summary[f"{name}_minutes"].sum()), float((truth == index).sum() * minutes))
@@ -473,7 +485,8 @@ def test_truncated_file_is_partial_with_the_readers_message(
     path = shared_data / "devices" / "GENEActiv_testfile.bin"
     assert main(["predict", str(path), "--model", str(models["plain"]), "--out", str(out)]) == 0
     info = json.loads((out / "GENEActiv_testfile" / f"GENEActiv_testfile{INFO_SUFFIX}").read_text())
-    assert "222048" in info["reader_message"] and info["kept_fraction"] < 1e-3
+    assert "222048" in info["ReaderMessage"] and info["Reader"]["kept_fraction"] < 1e-3
+    assert info["ReadOK"] is False
     report = pd.read_csv(out / REPORT_NAME).set_index("stem")
     assert report.loc["GENEActiv_testfile", "status"] == "partial"
     assert "222048" in report.loc["GENEActiv_testfile", "reason"]
@@ -487,7 +500,7 @@ def test_collate_takes_a_recording_in_two_folders_once_and_warns(
     for run in ("first", "second"):
         argv = ["predict", path, "--model", str(models["plain"]), "--out", str(tmp_path / run)]
         assert main(argv) == EXIT_OK
-    single = pd.read_csv(tmp_path / "first" / "ax3_testfile" / "ax3_testfile-dailySummary.csv")
+    single = pd.read_csv(tmp_path / "first" / "ax3_testfile" / "ax3_testfile-Daily.csv")
     capsys.readouterr()
     collated = tmp_path / "all.csv"
     folders = [str(tmp_path / "first"), str(tmp_path / "second")]
