@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,13 +85,16 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
     network = harnet(5, n_classes=len(ACTIVITIES))
-    paths = {name: folder / f"{name}.pt" for name in ("plain", "smoothed")}
-    for path in paths.values():
+    paths = {name: folder / f"{name}.pt" for name in ("plain", "smoothed", "weak")}
+    for name, path in paths.items():
+        # "weak": validation scores at chance for 5 classes (F1 1/5, cross-entropy ln 5)
+        scores = {"f1_mean": 0.21, "val_loss": 1.6} if name == "weak" else {}
         save_checkpoint(
             path, network, window_seconds=5, labels=list(ACTIVITIES),
-            extra={"preprocessing": PREPROCESSING, "dataset": "synthetic"},
+            extra={"preprocessing": PREPROCESSING, "dataset": "synthetic", **scores},
         )  # fmt: skip
     attach_hmm(paths["smoothed"], sticky_hmm(len(ACTIVITIES)))
+    attach_hmm(paths["weak"], sticky_hmm(len(ACTIVITIES)))
     return paths
 
 
@@ -255,6 +259,7 @@ def test_cli_predicts_reports_failures_and_collates(
     assert status == EXIT_FAILED
     err = capsys.readouterr().err
     assert "no HMM parameters" in err and "P02.npz" in err
+    assert "carries no validation scores" in err
     info = check_outputs(out, "P01", list(ACTIVITIES))
     assert info["Days"] == 2 and info["HMM"] is False and info["Windows"] == 120
     report = pd.read_csv(out / REPORT_NAME)
@@ -304,6 +309,88 @@ def test_cli_usage_errors(
     assert (
         main(["collate", str(tmp_path / "empty"), "--out", str(tmp_path / "x.csv")]) == EXIT_USAGE
     )
+
+
+def test_cli_writes_every_table_and_info_and_warns_of_a_model_near_chance(
+    models: dict[str, Path], recordings: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "out"
+    argv = ["predict", str(recordings["good"]), "--model", str(models["weak"]), "--out", str(out)]
+    assert main(argv) == EXIT_OK
+    assert "near chance on its validation data" in capsys.readouterr().err
+    paths = output_paths(out, "P01")
+    series = pd.read_csv(paths["time_series"], parse_dates=["time"])
+    worn = series[series["non_wear"] == 0]
+
+    minutely = pd.read_csv(paths["minutely"])
+    assert list(minutely.columns) == ["time", "label", "enmo_mg", "wear_fraction"]
+    assert len(minutely) == 10  # 23:55 to 00:05
+    hourly = pd.read_csv(paths["hourly"])
+    assert hourly["time"].tolist() == ["2024-01-01 23:00:00", "2024-01-02 00:00:00"]
+    assert hourly["wear_minutes"].sum() == pytest.approx(len(worn) * 5 / 60)
+    for name in ACTIVITIES:
+        minutes = (worn["label"] == name).sum() * 5 / 60
+        assert hourly[f"{name}_minutes"].sum() == pytest.approx(minutes)
+    assert hourly["enmo_mg"].mean() == pytest.approx(
+        worn.groupby(worn["time"].dt.hour)["enmo_mg"].mean().mean(), abs=1e-3
+    )
+    daily = pd.read_csv(paths["daily"])
+    assert {"enmo_mg", "enmo_mg_adjusted", *(f"{n}_minutes_adjusted" for n in ACTIVITIES)} <= set(
+        daily.columns
+    )
+    bouts = pd.read_csv(paths["bouts"])
+    assert list(bouts.columns) == ["start", "end", "duration_minutes", "label", "enmo_mg"]
+    assert bouts["duration_minutes"].sum() == pytest.approx(len(worn) * 5 / 60)
+
+    info = json.loads(paths["info"].read_text())
+    assert info["ReadOK"] is True and info["ReadErrors"] == 0
+    assert info["Calibration"]["Status"] in {"applied", "refused"}
+    assert info["Interrupts"] == {"Count": 0, "Seconds": 0.0}
+    assert info["Covers24hOK"] is False
+    assert info["NonwearEpisodes"]["Count"] == len(info["NonwearEpisodes"]["List"])
+    assert info["WearTime(days)"] == pytest.approx(len(worn) * 5 / 86400)
+    assert info["Model"]["NearChance"] is True
+    assert info["Model"]["ValidationScores"] == {"f1_mean": 0.21, "val_loss": 1.6}
+    assert info["Arguments"]["model_sha256"] == info["Model"]["sha256"]
+    assert info["Arguments"]["use_hmm"] is True and info["Arguments"]["nonwear_minutes"] == 90
+
+
+def test_collate_merges_info_hourly_and_bouts_once_per_recording(
+    models: dict[str, Path], recordings: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    """The same recording in two folders is collated once; a folder written with the
+    older names (-dailySummary.csv, -info.json) is still read."""
+    first, second, legacy = (tmp_path / name for name in ("first", "second", "legacy"))
+    argv = ["predict", str(recordings["good"]), "--model", str(models["plain"]), "--out"]
+    assert main([*argv, str(first)]) == EXIT_OK
+    shutil.copytree(first / "P01", second / "P01")
+    shutil.copytree(first / "P01", legacy / "P03")
+    for path in (legacy / "P03").iterdir():
+        path.rename(path.with_name(path.name.replace("P01", "P03")))
+    (legacy / "P03" / "P03-Daily.csv").rename(legacy / "P03" / "P03-dailySummary.csv")
+    (legacy / "P03" / "P03-Info.json").rename(legacy / "P03" / "P03-info.json")
+    capsys.readouterr()
+
+    out = tmp_path / "all-days.csv"
+    assert main(["collate", str(first), str(second), str(legacy), "--out", str(out)]) == EXIT_OK
+    assert "recording 'P01' is summarised in both" in capsys.readouterr().err
+    single = {
+        kind: pd.read_csv(output_paths(first, "P01")[kind]) for kind in ("daily", "hourly", "bouts")
+    }
+    info = json.loads(output_paths(first, "P01")["info"].read_text())
+    daily = pd.read_csv(out, dtype={"day": str})
+    assert daily["recording"].tolist() == ["P01"] * 2 + ["P03"] * 2
+    merged_info = pd.read_csv(tmp_path / "all-days-Info.csv")
+    assert merged_info["recording"].tolist() == ["P01", "P03"]
+    assert merged_info["subject"].iloc[0] == info["Subject"]
+    assert merged_info["WearTime(days)"].iloc[0] == pytest.approx(info["WearTime(days)"])
+    assert merged_info["Model.sha256"].iloc[0] == info["Model"]["sha256"]
+    for kind in ("hourly", "bouts"):
+        merged = pd.read_csv(tmp_path / f"all-days-{kind.title()}.csv.gz")
+        assert merged["recording"].tolist() == ["P01"] * len(single[kind]) + ["P03"] * len(
+            single[kind]
+        )
+        assert list(merged.columns) == ["recording", "subject", *single[kind].columns]
 
 
 @pytest.mark.slow

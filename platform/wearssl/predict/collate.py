@@ -144,5 +144,5 @@ def collate(folders: list[str | Path], out: str | Path) -> dict[str, pd.DataFram
     ]
     for kind, path in collated_paths(out).items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_table(merged[kind], path)
+        write_table(merged[kind], path, float_format=None)  # as read, Info's in full
     return merged

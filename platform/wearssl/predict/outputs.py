@@ -48,9 +48,9 @@ def output_paths(out: str | Path, stem: str) -> dict[str, Path]:
     return {"folder": folder} | {key: folder / f"{stem}{s}" for key, s in suffixes.items()}
 
 
-def write_table(table: pd.DataFrame, path: Path) -> None:
+def write_table(table: pd.DataFrame, path: Path, float_format: str | None = "%.4f") -> None:
     """A table as CSV (gzipped when the name ends in ``.gz``), times to the second."""
-    table.to_csv(path, index=False, float_format="%.4f", date_format=TIME_FORMAT)
+    table.to_csv(path, index=False, float_format=float_format, date_format=TIME_FORMAT)
 
 
 def enmo_mg(windows: np.ndarray, wear: np.ndarray) -> np.ndarray:
