@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wearssl.data.preprocess import NS_PER_SECOND
+from wearssl.data.preprocess import NS_PER_SECOND, Calibration
 from wearssl.predict.bouts import label_runs
 from wearssl.predict.outputs import MINUTES_SUFFIX, NON_WEAR
+from wearssl.predict.summary import per_day_averages
 
 SECONDS_PER_DAY = 86_400
 NEAR_CHANCE_SKILL = 0.2
@@ -96,22 +97,22 @@ def json_ready(value: Any) -> Any:
     return value
 
 
-def calibration_info(facts: dict[str, Any], offset: np.ndarray, scale: np.ndarray, n: int) -> dict:
-    """The ingest report's calibration fields, with the fitted offset and scale."""
+def calibration_info(facts: dict[str, Any], calibration: Calibration) -> dict[str, Any]:
+    """The ingest report's calibration fields (``facts``: its preprocessing facts), with
+    the fitted offset and scale."""
     return {
         "Status": facts["calibration"],
         "ErrorBefore(mg)": facts["calibration_error_before_mg"],
         "ErrorAfter(mg)": facts["calibration_error_after_mg"],
         "Reason": facts["calibration_reason"],
-        "Offset(g)": [float(v) for v in offset],
-        "Scale": [float(v) for v in scale],
-        "StillPeriods": n,
+        "Offset(g)": [float(v) for v in calibration.offset],
+        "Scale": [float(v) for v in calibration.scale],
+        "StillPeriods": calibration.n_points,
     }
 
 
 def activity_info(
     daily: pd.DataFrame,
-    per_day: dict[str, Any],
     overall_adjusted: dict[str, float],
     enmo: np.ndarray,
     label_names: list[str],
@@ -122,7 +123,7 @@ def activity_info(
             name: float(daily[name + MINUTES_SUFFIX].sum()) for name in label_names
         },
         "ENMO(mg)": float(np.nanmean(enmo)) if np.isfinite(enmo).any() else None,
-        "PerDayAverages": per_day,
+        "PerDayAverages": per_day_averages(daily, label_names),
         "Adjusted": overall_adjusted,
         "Days": len(daily),
         "PoorWearDays": int(daily["poor_wear"].sum()),

@@ -77,7 +77,6 @@ from wearssl.predict.summary import (
     covers_24h,
     daily_summary,
     daily_table,
-    per_day_averages,
 )
 from wearssl.predict.timeline import plot_timeline
 
@@ -315,6 +314,30 @@ class RecordingOutcome:
     seconds: float = 0.0
 
 
+def write_tables(
+    paths: dict[str, Path],
+    starts_ns: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    enmo: np.ndarray,
+    model: PredictionModel,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
+    """Write the time series, minute, hour, day and bouts tables of one recording; the
+    daily and hourly tables and the overall adjusted figures, for its Info."""
+    paths["folder"].mkdir(parents=True, exist_ok=True)
+    per_window = (starts_ns, labels, enmo, model.labels, model.window_seconds)
+    series = time_series(starts_ns, labels, probabilities, enmo, model.labels)
+    write_table(series, paths["time_series"])
+    minutes = activity_minutes(*per_window, NS_PER_MINUTE)
+    write_table(minutely_table(minutes, model.labels), paths["minutely"])
+    hourly = activity_minutes(*per_window, NS_PER_HOUR)
+    write_table(hourly, paths["hourly"])
+    daily, adjusted = daily_table(daily_summary(*per_window), minutes, model.labels)
+    write_table(daily, paths["daily"])
+    write_table(bouts_table(*per_window), paths["bouts"])
+    return daily, hourly, adjusted
+
+
 def predict_recording(
     path: str,
     model: PredictionModel,
@@ -365,19 +388,8 @@ def predict_recording(
     mark = time.perf_counter()
     stem = recording_stem(path)
     paths = output_paths(out, stem)
-    paths["folder"].mkdir(parents=True, exist_ok=True)
     starts = windowed.starts_ns
-    per_window = (starts, labels, enmo, model.labels, model.window_seconds)
-    write_table(
-        time_series(starts, labels, probabilities, enmo, model.labels), paths["time_series"]
-    )
-    minutes = activity_minutes(*per_window, NS_PER_MINUTE)
-    write_table(minutely_table(minutes, model.labels), paths["minutely"])
-    hourly = activity_minutes(*per_window, NS_PER_HOUR)
-    write_table(hourly, paths["hourly"])
-    daily, adjusted = daily_table(daily_summary(*per_window), minutes, model.labels)
-    write_table(daily, paths["daily"])
-    write_table(bouts_table(*per_window), paths["bouts"])
+    daily, hourly, adjusted = write_tables(paths, starts, labels, probabilities, enmo, model)
     plot_timeline(
         paths["timeline"],
         starts,
@@ -389,7 +401,7 @@ def predict_recording(
     )
     timings["write"] = time.perf_counter() - mark
 
-    calibration = windowed.calibration
+    quality = preprocess_facts(windowed, preprocessing)
     chance = chance_check(model.content, model.n_classes)
     promoted = {"device", "device_id", "sample_rate_hz", "read_errors", "reader_message"}
     info = {
@@ -405,15 +417,10 @@ def predict_recording(
         "ReadErrors": reader["read_errors"],
         "ReaderMessage": reader["reader_message"],
         "Reader": {key: value for key, value in reader.items() if key not in promoted},
-        "Calibration": calibration_info(
-            preprocess_facts(windowed, preprocessing),
-            calibration.offset,
-            calibration.scale,
-            calibration.n_points,
-        ),
+        "Calibration": calibration_info(quality, windowed.calibration),
         **wear_info(starts, labels, model.window_seconds, covers_24h(hourly)),
-        "Interrupts": {"Count": windowed.gap_count, "Seconds": windowed.gap_seconds},
-        **activity_info(daily, per_day_averages(daily, model.labels), adjusted, enmo, model.labels),
+        "Interrupts": {"Count": quality["gaps"], "Seconds": quality["gap_seconds"]},
+        **activity_info(daily, adjusted, enmo, model.labels),
         "MinWearHoursPerDay": MIN_WEAR_HOURS_PER_DAY,
         "Labels": model.labels,
         "WindowSeconds": model.window_seconds,
