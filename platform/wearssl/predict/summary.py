@@ -54,10 +54,8 @@ def daily_summary(
     """
     day_ns = MINUTES_PER_DAY * NS_PER_MINUTE
     days = activity_minutes(starts_ns, labels, enmo, label_names, window_seconds, day_ns)
-    recorded = np.bincount(np.asarray(starts_ns) // day_ns - int(starts_ns[0]) // day_ns).astype(
-        float
-    )
-    recorded = recorded[recorded > 0] * window_seconds / 60
+    _, windows_per_day = np.unique(np.asarray(starts_ns) // day_ns, return_counts=True)
+    recorded = windows_per_day * window_seconds / 60
     table = pd.DataFrame(
         {
             "day": days["time"].dt.strftime("%Y-%m-%d"),
