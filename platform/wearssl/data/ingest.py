@@ -323,8 +323,8 @@ def _iso_wall_clock(ns: int) -> str:
     return np.datetime64(int(ns), "ns").astype("datetime64[ms]").astype(str)
 
 
-def _recording_facts(recording: Recording) -> dict:
-    """What the reader found, for the ingest report."""
+def recording_facts(recording: Recording) -> dict:
+    """What the reader found, for the ingest report and prediction's Info.json."""
     dropped = recording.dropped_rows
     return {
         "device": recording.device,
@@ -346,8 +346,8 @@ def _recording_facts(recording: Recording) -> dict:
     }
 
 
-def _preprocess_facts(windowed: WindowedRecording, options: PreprocessOptions) -> dict:
-    """What preprocessing found, for the ingest report."""
+def preprocess_facts(windowed: WindowedRecording, options: PreprocessOptions) -> dict:
+    """What preprocessing found, for the ingest report and prediction's Info.json."""
     calibration = windowed.calibration
     if not options.calibrate:
         state = "off"
@@ -432,7 +432,7 @@ def ingest_one(
         t0 = time.perf_counter()
         recording = read_recording(path, options.read)
         timings["read"] = time.perf_counter() - t0
-        summary.update(_recording_facts(recording))
+        summary.update(recording_facts(recording))
         windowed = preprocess(
             recording.times_ns,
             recording.xyz,
@@ -441,7 +441,7 @@ def ingest_one(
             recording.resolution_g,
         )
         timings.update(windowed.timings)
-        summary.update(_preprocess_facts(windowed, options.preprocess))
+        summary.update(preprocess_facts(windowed, options.preprocess))
         duration = recording.duration_seconds
         lost, read_errors, notes = recording.lost_seconds, recording.read_errors, recording.notes
         del recording
