@@ -11,13 +11,26 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from wearssl.config import ConfigError, load_config
+from wearssl.data.corpus import CorpusError
 from wearssl.infra.ray_runtime import QUIET_ENV, ResourcePlanError
+from wearssl.infra.tracking import TrackingUnavailableError
 from wearssl.models.harnet import CheckpointError
+from wearssl.pretrain.train import PretrainingFault
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
 EXIT_USAGE = 2
-USER_ERRORS = (ConfigError, ResourcePlanError, CheckpointError, FileNotFoundError)
+# Domain errors: the job cannot run as asked, or stopped on a fault it names. Each is one
+# line on stderr and exit status 2, never a traceback.
+USER_ERRORS = (
+    ConfigError,
+    ResourcePlanError,
+    CheckpointError,
+    FileNotFoundError,
+    CorpusError,
+    TrackingUnavailableError,
+    PretrainingFault,
+)
 
 
 def mlflow_ui_hint(tracking_uri: str) -> str:
