@@ -10,10 +10,10 @@ a checkpoint, so a resumed run logs each epoch exactly once.
 
 Faults stop the run, never train on silently (``docs/reliability.md``): an epoch whose
 loss is not finite, that made no optimiser step, or whose reads hit an unreadable or
-corrupt corpus file is reported by every worker with a ``fault`` message instead of a
-checkpoint, and the driver raises :class:`PretrainingFault` (no Ray Train retries: the
-same epoch would fail the same way). The MLflow run then ends FAILED and no model is
-registered. A rerun of a ``name`` with another config is refused unless
+corrupt corpus file ends every worker's loop without a checkpoint; rank 0 writes the
+fault to the run folder (``fault.txt``) and the driver raises :class:`PretrainingFault`
+(no Ray Train retries: the same epoch would fail the same way). The MLflow run then
+ends FAILED and no model is registered. A rerun of a ``name`` with another config is refused unless
 ``resume_with_changes`` is set; raising ``optim.epochs`` extends a run.
 """
 
@@ -56,7 +56,7 @@ STATE_FILE = "state.pt"
 MODEL_FILE = "harnet.pt"
 RUN_RECORD = "mlflow_run.json"
 UNLOGGED_FILE = "unlogged_metrics.json"
-FAULT = "fault"
+FAULT_FILE = "fault.txt"
 # Keys a rerun may change without changing what is trained: where and how it runs, where
 # it logs, and the flag that allows the other changes.
 RERUN_FREE_KEYS = ("runtime.", "tracking.", "sampling.read_cpus", "resume_with_changes")
@@ -279,11 +279,26 @@ def corpus_fault(error: BaseException) -> str | None:
     return None
 
 
-def _stop_on_fault(message: str, epoch: int, rank: int) -> None:
-    """Every worker reports the fault without a checkpoint; the driver raises it."""
-    if rank == 0:
-        print(f"epoch {epoch + 1}: stopping: {message}", flush=True)
-    ray.train.report({"epoch": epoch, FAULT: message})
+def _stop_on_fault(message: str, epoch: int, rank: int, run_dir: str) -> None:
+    """Rank 0 keeps the fault for the driver to raise (Ray Train's result holds only
+    checkpointed reports); every worker then leaves its loop."""
+    if rank != 0:
+        return
+    print(f"epoch {epoch + 1}: stopping: {message}", flush=True)
+    fs, path = corpus.resolve(run_dir)
+    corpus.atomic_write_bytes(fs, corpus.join(path, FAULT_FILE), message.encode())
+
+
+def _take_fault(run_dir: str) -> str:
+    """The fault the workers kept in ``run_dir`` ('' when none); it is removed."""
+    fs, path = corpus.resolve(run_dir)
+    record = corpus.join(path, FAULT_FILE)
+    if not corpus.exists(fs, record):
+        return ""
+    with fs.open_input_stream(record) as f:
+        message = f.read().decode()
+    fs.delete_file(record)
+    return message
 
 
 def _epoch_fault(epoch: int, reduced: list[float], read_errors: set[str], batch: int) -> str:
@@ -382,7 +397,7 @@ def train_loop(config: dict) -> None:
             epoch, reduced, _gather_sets({read_error} - {""}), config["global_batch"]
         )
         if fault:
-            _stop_on_fault(fault, epoch, rank)
+            _stop_on_fault(fault, epoch, rank, config["run_dir"])
             break
         n_seen = max(reduced[0], 1)
         all_nodes = _gather_sets(read_nodes)
@@ -411,6 +426,7 @@ def train_loop(config: dict) -> None:
                 "the run stops without checkpointing it",
                 epoch,
                 rank,
+                config["run_dir"],
             )
             break
         improved = metrics["val_loss"] < state["best_val_loss"]
@@ -749,9 +765,10 @@ def _train(
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
     )
+    _take_fault(_run_dir(cfg))  # a fault of an earlier attempt, fixed since
     result = trainer.fit()
     unlogged = _retry_unlogged(_run_dir(cfg), run_id, uri)
-    fault = (result.metrics or {}).get(FAULT)
+    fault = _take_fault(_run_dir(cfg))
     if fault:
         raise PretrainingFault(f"pre-training run '{cfg.name}' stopped: {fault}")
     metrics = {k: float(v) for k, v in (result.metrics or {}).items() if _is_number(v)}
