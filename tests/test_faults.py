@@ -195,22 +195,25 @@ def test_terminated_job_ends_its_run_killed(synthetic_corpus, tmp_path):
         f"tracking.tracking_uri={uri}",
         *TINY,
         "optim.epochs=50",
+        "optim.patience=50",
     ]
-    job = subprocess.Popen(
-        [sys.executable, str(REPO / "jobs" / "pretrain.py"), *overrides],
-        cwd=REPO,
-        env={**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    for line in job.stdout:
-        if line.startswith("epoch 1/"):
-            break
-    job.send_signal(signal.SIGTERM)
-    job.communicate(timeout=120)
-    assert job.returncode != 0
-    assert _only_run(uri).info.status == "KILLED"
+    log = tmp_path / "job.log"
+    with log.open("w") as out:
+        job = subprocess.Popen(
+            [sys.executable, str(REPO / "jobs" / "pretrain.py"), *overrides],
+            cwd=REPO,
+            env={**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 300
+        while "epoch 1/" not in log.read_text() and time.monotonic() < deadline:
+            assert job.poll() is None, log.read_text()[-3000:]
+            time.sleep(1)
+        job.send_signal(signal.SIGTERM)
+        job.wait(timeout=120)
+    assert job.returncode != 0, log.read_text()[-3000:]
+    assert _only_run(uri).info.status == "KILLED", log.read_text()[-3000:]
 
 
 # ---------------------------------------------------------------- 3. tracking server down

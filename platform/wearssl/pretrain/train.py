@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -264,17 +265,21 @@ def _log_history(logger: tracking.ResilientLogger | None, history: list[dict]) -
             logger.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, entry["epoch"])
 
 
+# How a CorpusError raised in a Ray Data task shows in the worker: Ray passes the task's
+# traceback on as text (the exception object's cause does not cross processes).
+_CORPUS_ERROR_LINE = re.compile(rf"{corpus.CorpusError.__name__}: (.+)")
+
+
 def corpus_fault(error: BaseException) -> str | None:
-    """The message of the :class:`corpus.CorpusError` behind ``error`` (Ray Data wraps a
-    read task's error, once or more), or None when there is none."""
+    """The message of the :class:`corpus.CorpusError` behind ``error`` (raised here, or in
+    a read task, whose error Ray re-raises with the task's traceback as text), or None."""
     seen: BaseException | None = error
     while seen is not None:
-        cause = getattr(seen, "cause", None)
-        if isinstance(cause, BaseException):
-            seen = cause
-            continue
-        if isinstance(seen, corpus.CorpusError):
+        if isinstance(seen, corpus.CorpusError) and not isinstance(seen, ray.exceptions.RayError):
             return str(seen)
+        found = _CORPUS_ERROR_LINE.search(str(seen))
+        if found:
+            return found.group(1).strip()
         seen = seen.__cause__ or seen.__context__
     return None
 
