@@ -388,3 +388,47 @@ def test_credentialled_uri_is_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "holds credentials" in err and "secret" not in err
     assert not synthetic.exists()
+
+
+def _ingest(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "ingest.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "RAY_ADDRESS": ""},
+    )
+
+
+@pytest.mark.parametrize("case", ["missing subject map", "out is a file", "empty folder"])
+def test_ingest_usage_errors_are_one_line(tmp_path, case):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    args, expected = {
+        "missing subject map": (
+            [str(empty), "--out", str(tmp_path / "c"), "--subject-map", str(tmp_path / "no.csv")],
+            "--subject-map",
+        ),
+        "out is a file": ([str(empty), "--out", str(a_file)], "existing file"),
+        "empty folder": ([str(empty), "--out", str(tmp_path / "c"), "--num-cpus", "1"], "no rec"),
+    }[case]
+    job = _ingest(*args)
+    assert job.returncode == EXIT_USAGE, job.stdout[-2000:] + job.stderr[-2000:]
+    assert expected in job.stderr and "Traceback" not in job.stderr
+
+
+@pytest.mark.parametrize("case", ["out is a file", "empty folder"])
+def test_predict_usage_errors_are_one_line(tmp_path, capsys, case):
+    from wearssl.cli import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    out = a_file if case == "out is a file" else tmp_path / "predictions"
+    status = main(["predict", str(empty), "--model", "models:/none/1", "--out", str(out)])
+    assert status == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert ("existing file" if case == "out is a file" else "no recordings found") in err

@@ -33,6 +33,25 @@ USER_ERRORS = (
 )
 
 
+def require_output_folder(out: str, option: str = "--out") -> None:
+    """An output folder given on the command line must not be an existing file."""
+    if "://" not in out and Path(out).is_file():
+        raise ConfigError(f"{option} {out} is an existing file; give a folder")
+
+
+def require_input_file(path: str | None, option: str) -> None:
+    """A local file named by ``option`` must exist (object-store URIs are read later)."""
+    if path is not None and "://" not in path and not Path(path).is_file():
+        raise ConfigError(f"{option} {path}: no such file")
+
+
+def require_inputs_found(files: list[str], inputs: Sequence[str]) -> None:
+    """Inputs that name only empty folders (or none of a readable kind) are an error, not
+    a job that does nothing and exits 0 (``wearssl.data.ingest`` says the same)."""
+    if not files:
+        raise ConfigError(f"no recordings found in {', '.join(inputs)}")
+
+
 def mlflow_ui_hint(tracking_uri: str) -> str:
     if tracking_uri.startswith("sqlite:///"):
         store = Path(tracking_uri.removeprefix("sqlite:///"))
