@@ -13,8 +13,8 @@ loss is not finite, that made no optimiser step, or whose reads hit an unreadabl
 corrupt corpus file ends every worker's loop without a checkpoint; rank 0 writes the
 fault to the run folder (``fault.txt``) and the driver raises :class:`PretrainingFault`
 (no Ray Train retries: the same epoch would fail the same way). The MLflow run then
-ends FAILED and no model is registered. A rerun of a ``name`` with another config is refused unless
-``resume_with_changes`` is set; raising ``optim.epochs`` extends a run.
+ends FAILED and no model is registered. A rerun of a ``name`` with another config is
+refused unless ``resume_with_changes`` is set; raising ``optim.epochs`` extends a run.
 """
 
 from __future__ import annotations
