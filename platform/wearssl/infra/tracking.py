@@ -84,11 +84,13 @@ def refuse_credentials(uri: str) -> str:
 
 def configure(explicit_uri: str | None = None) -> str:
     """Point MLflow at the job's tracking URI (see :func:`tracking_uri`) and return it;
-    a URI holding credentials is refused (:func:`refuse_credentials`), for every job.
-    HTTP calls get the bounds of :data:`HTTP_LIMITS` where the environment sets none."""
+    for every job, a URI holding credentials is refused (:func:`refuse_credentials`) and
+    a server that does not answer stops it now (:func:`require_reachable`). HTTP calls
+    get the bounds of :data:`HTTP_LIMITS` where the environment sets none."""
     uri = refuse_credentials(tracking_uri(explicit_uri))
     for key, value in HTTP_LIMITS.items():
         os.environ.setdefault(key, value)
+    require_reachable(uri)
     mlflow.set_tracking_uri(uri)
     return uri
 

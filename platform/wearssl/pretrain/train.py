@@ -700,7 +700,6 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     earlier attempt of this run. The MLflow run then always ends FINISHED, FAILED or KILLED.
     """
     uri = tracking.configure(cfg.tracking.tracking_uri)
-    tracking.require_reachable(uri)
     cluster = runtime.connect(cfg.runtime.address)
     plan = runtime.plan_resources(
         cfg.runtime.num_workers,
