@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from wearssl.config.base import NAME_PATTERN, ConfigPath, StrictModel, TrackingUri, require_distinct
+from wearssl.config.base import (
+    NAME_PATTERN,
+    ConfigPath,
+    Seed,
+    StrictModel,
+    TrackingUri,
+    require_distinct,
+)
 
 TaskName = Literal["aot", "permute", "time_warp", "scale"]
-# Seeds feed torch, NumPy and Ray Data generators, and are offset by epoch and rank:
-# 32 bits keep every derived seed within what each of them accepts.
-SEED_LIMIT = 2**32
-Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
 
 
 class SyntheticCorpus(StrictModel):
