@@ -324,6 +324,18 @@ def test_batch_larger_than_the_corpus_is_refused_with_the_counts(
     assert not list((tmp_path / "runs").glob("*/checkpoint_*"))
 
 
+def test_corpus_without_worn_training_windows_is_refused_with_the_counts(
+    ray_local, corpus_copy, tmp_path, sqlite_tracking
+):
+    manifest = corpus.read_manifest(str(corpus_copy))
+    is_train = pa.compute.equal(manifest["split"], "train")
+    no_wear = pa.compute.if_else(is_train, 0, manifest["n_wear"])
+    index = manifest.schema.get_field_index("n_wear")
+    corpus.write_manifest(str(corpus_copy), manifest.set_column(index, "n_wear", no_wear))
+    with pytest.raises(ConfigError, match=r"= 32 windows, .* at most 0: its 0 training subjects"):
+        run_pretraining(_config(corpus_copy, tmp_path, sqlite_tracking))
+
+
 # ---------------------------------------------------------------- 6. reruns with another config
 
 

@@ -719,13 +719,12 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
         cfg.subset.data_ratio,
         cfg.subset.seed,
     )
-    test_days = epochs.subject_days(manifest, "test")
-    if not train_days or not test_days:
-        raise corpus.CorpusError(
-            f"corpus {root} needs subjects in both splits with worn windows; "
-            f"found {len(train_days)} train and {len(test_days)} test subjects"
-        )
     require_full_batch(cfg, root, train_days)
+    test_days = epochs.subject_days(manifest, "test")
+    if not test_days:
+        raise corpus.CorpusError(
+            f"corpus {root} needs held-out (test split) subjects with worn windows; it has none"
+        )
     manifest_digest = corpus.manifest_hash(manifest)
     record = read_run_record(cfg)
     changes = require_same_config(cfg, record, manifest_digest)
