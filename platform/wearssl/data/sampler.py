@@ -5,6 +5,11 @@ one random day each. Each subject-day is one Ray Data task that reads only that 
 file and returns its std-weighted sample of windows, so memory stays bounded however
 large the corpus is. The plan is a pure function of (manifest, seed, epoch): a resumed
 run redraws exactly the epoch it stopped in.
+
+Bad data never reaches training silently: a window holding NaN or infinite samples is
+skipped with a :class:`NonFiniteWindowsWarning` naming its file and the count, and a day
+file that cannot be read or holds a non-finite ``std`` is a :class:`corpus.CorpusError`
+naming the file and subject (``docs/reliability.md``).
 """
 
 from __future__ import annotations
