@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from wearssl.cli import require_input_file, require_output_folder
 from wearssl.data.corpus import WindowFormat
 from wearssl.data.devices import CSV_COLUMNS_HELP, UNITS, CsvColumns, ReadOptions
 from wearssl.data.ingest import EXIT_OK, EXIT_USAGE, IngestOptions, ingest_recordings
@@ -107,6 +108,7 @@ def run_labelled(args: argparse.Namespace) -> int:
 
 
 def run_recordings(args: argparse.Namespace) -> int:
+    require_input_file(args.subject_map, "--subject-map")
     options = IngestOptions(
         read=ReadOptions(
             sample_rate_hz=args.rate,
@@ -133,6 +135,7 @@ def run_recordings(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        require_output_folder(args.out)
         return run_labelled(args) if args.labelled else run_recordings(args)
     except ValueError as error:
         print(f"ingest: error: {error}", file=sys.stderr)

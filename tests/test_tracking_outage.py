@@ -1,5 +1,6 @@
 """Pre-training against a real MLflow server that goes away mid-run: training completes,
-and what could not be logged is reported at the end."""
+what could not be logged is reported at the end, and a rerun once the server is back
+logs each epoch's metrics exactly once."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ EPOCHS = 3
 
 
 @pytest.mark.slow
-def test_training_survives_an_unreachable_tracking_server(
+def test_training_survives_an_unreachable_tracking_server_and_a_rerun_recovers_once(
     ray_local, synthetic_corpus, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -68,3 +69,13 @@ def test_training_survives_an_unreachable_tracking_server(
     assert result.run_id == run_id
     assert "could not be logged" in result.unlogged
     assert "val_loss" in result.unlogged
+
+    with start_tracking_server(tmp_path / "server", port=server.port, timeout_s=180) as back:
+        recovered = run_pretraining(cfg)
+        client = MlflowClient(back.uri)
+        assert recovered.run_id == run_id
+        assert recovered.unlogged == ""
+        for key in ("train_loss", "val_loss", "val_acc_aot"):
+            steps = sorted(m.step for m in client.get_metric_history(run_id, key))
+            assert steps == list(range(EPOCHS)), (key, steps)
+        assert client.get_run(run_id).info.status == "FINISHED"

@@ -11,13 +11,45 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from wearssl.config import ConfigError, load_config
+from wearssl.data.corpus import CorpusError
 from wearssl.infra.ray_runtime import QUIET_ENV, ResourcePlanError
+from wearssl.infra.tracking import TrackingUnavailableError
 from wearssl.models.harnet import CheckpointError
+from wearssl.pretrain.train import PretrainingFault
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
 EXIT_USAGE = 2
-USER_ERRORS = (ConfigError, ResourcePlanError, CheckpointError, FileNotFoundError)
+# Domain errors: the job cannot run as asked, or stopped on a fault it names. Each is one
+# line on stderr and exit status 2, never a traceback.
+USER_ERRORS = (
+    ConfigError,
+    ResourcePlanError,
+    CheckpointError,
+    FileNotFoundError,
+    CorpusError,
+    TrackingUnavailableError,
+    PretrainingFault,
+)
+
+
+def require_output_folder(out: str, option: str = "--out") -> None:
+    """An output folder given on the command line must not be an existing file."""
+    if "://" not in out and Path(out).is_file():
+        raise ConfigError(f"{option} {out} is an existing file; give a folder")
+
+
+def require_input_file(path: str | None, option: str) -> None:
+    """A local file named by ``option`` must exist (object-store URIs are read later)."""
+    if path is not None and "://" not in path and not Path(path).is_file():
+        raise ConfigError(f"{option} {path}: no such file")
+
+
+def require_inputs_found(files: list[str], inputs: Sequence[str]) -> None:
+    """Inputs that name only empty folders (or none of a readable kind) are an error, not
+    a job that does nothing and exits 0 (``wearssl.data.ingest`` says the same)."""
+    if not files:
+        raise ConfigError(f"no recordings found in {', '.join(inputs)}")
 
 
 def mlflow_ui_hint(tracking_uri: str) -> str:

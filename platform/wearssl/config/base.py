@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+)
 
 from wearssl.config.roots import (
     default_roots,
@@ -64,6 +71,11 @@ def _roots_check(problem: Callable[[str, list[str]], str | None]):
 
     return AfterValidator(check)
 
+
+# Seeds feed torch, NumPy and Ray Data generators and are offset by epoch, rank or repeat:
+# 32 bits keep every derived seed within what each of them accepts.
+SEED_LIMIT = 2**32
+Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
 
 # A local path or object-store URI that a job reads or writes: within the roots.
 ConfigPath = Annotated[str, _roots_check(outside_roots)]

@@ -6,7 +6,15 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from wearssl.config.base import NAME_PATTERN, ConfigPath, StrictModel, TrackingUri, WeightsSpec
+from wearssl.config.base import (
+    NAME_PATTERN,
+    SEED_LIMIT,
+    ConfigPath,
+    Seed,
+    StrictModel,
+    TrackingUri,
+    WeightsSpec,
+)
 
 MethodName = Literal["integrated_gradients", "deeplift", "input_x_gradient", "lrp"]
 HeadName = Literal["classifier", "aot", "permute", "time_warp", "scale"]
@@ -19,7 +27,7 @@ class CorpusWindows(StrictModel):
     split: Literal["test", "train"] = "test"
     max_subjects: int = Field(20, ge=1)
     windows_per_subject: int = Field(16, ge=1, description="std-weighted draws per subject-day")
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
 
 
 class LabelledWindows(StrictModel):
@@ -30,9 +38,11 @@ class LabelledWindows(StrictModel):
     fold: int | None = Field(
         None, ge=0, description="use the test subjects of this fold of the evaluation protocol"
     )
-    split_seed: int = Field(42, ge=0, description="the protocol's split seed (with 'fold')")
+    split_seed: int = Field(
+        42, ge=0, lt=SEED_LIMIT, description="the protocol's split seed (with 'fold')"
+    )
     max_windows: int | None = Field(256, ge=1, description="seeded random subset of this size")
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _one_subject_rule(self) -> LabelledWindows:
@@ -102,6 +112,7 @@ class Masking(StrictModel):
     seed: int = Field(
         0,
         ge=0,
+        lt=SEED_LIMIT,
         description="seed of the random-order baseline, of the pretext transforms applied to "
         "the explained windows and of the figure's permutation",
     )

@@ -6,7 +6,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from wearssl.config.base import NAME_PATTERN, ConfigPath, StrictModel, TrackingUri, require_distinct
+from wearssl.config.base import (
+    NAME_PATTERN,
+    ConfigPath,
+    Seed,
+    StrictModel,
+    TrackingUri,
+    require_distinct,
+)
 
 TaskName = Literal["aot", "permute", "time_warp", "scale"]
 
@@ -16,7 +23,7 @@ class SyntheticCorpus(StrictModel):
 
     subjects: int = Field(12, ge=2)
     days: int = Field(1, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     out: ConfigPath = "data/synthetic"
 
 
@@ -25,7 +32,7 @@ class Subset(StrictModel):
 
     subjects: int | None = Field(None, ge=1, description="training subjects kept; None = all")
     data_ratio: float = Field(1.0, gt=0, le=1.0, description="share of each subject-day kept")
-    seed: int = 0
+    seed: Seed = 0
 
 
 class Sampling(StrictModel):
@@ -47,7 +54,7 @@ class Optimisation(StrictModel):
         5, ge=1, description="epochs without held-out improvement before stopping"
     )
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap for quick runs")
-    seed: int = 42
+    seed: Seed = 42
 
 
 class Evaluation(StrictModel):
@@ -97,6 +104,11 @@ class PretrainConfig(StrictModel):
     eval: Evaluation = Evaluation()
     runtime: Runtime = Runtime()
     tracking: Tracking = Tracking()
+    resume_with_changes: bool = Field(
+        False,
+        description="continue a run of this name whose config differs (recorded in its run); "
+        "otherwise such a rerun is refused, listing the differing keys",
+    )
 
     @field_validator("tasks")
     @classmethod

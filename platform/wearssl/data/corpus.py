@@ -65,6 +65,11 @@ LIST_LAYOUT_VERSION = 1
 FORMAT_METADATA_KEY = b"window_format"
 
 
+class CorpusError(ValueError):
+    """A corpus that cannot be read as one: unreadable files, corrupt values, a version
+    this wearssl does not read. The message names the file (and subject where known)."""
+
+
 class WindowFormat(str, Enum):
     """How window samples are stored. float16 keeps the AX3's 3.9 mg resolution at half
     the bytes of float32; int16 milli-g is the same size with a fixed 1 mg step."""
@@ -480,7 +485,7 @@ def read_info(root: str | Path) -> CorpusInfo:
     with fs.open_input_stream(info_path) as f:
         info = CorpusInfo(**json.loads(f.read()))
     if not LIST_LAYOUT_VERSION <= info.version <= CORPUS_VERSION:
-        raise ValueError(
+        raise CorpusError(
             f"{info_path} records corpus version {info.version}; this wearssl reads versions "
             f"{LIST_LAYOUT_VERSION} to {CORPUS_VERSION} (a newer corpus needs a newer wearssl)"
         )

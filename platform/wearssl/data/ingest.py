@@ -711,6 +711,8 @@ def ingest_recordings(
     options = options or IngestOptions()
     began = time.perf_counter()
     files, ignored = expand_inputs(inputs)
+    if not files:
+        raise ValueError(f"no recordings found in {', '.join(inputs)}")
     _prepare_corpus(out, options.window_format)
     try:
         manifest: pa.Table | None = corpus.read_manifest(out)

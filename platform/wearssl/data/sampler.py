@@ -5,11 +5,18 @@ one random day each. Each subject-day is one Ray Data task that reads only that 
 file and returns its std-weighted sample of windows, so memory stays bounded however
 large the corpus is. The plan is a pure function of (manifest, seed, epoch): a resumed
 run redraws exactly the epoch it stopped in.
+
+Bad data never reaches training silently: a window holding NaN or infinite samples is
+skipped with a :class:`NonFiniteWindowsWarning` naming its file and the count, and a day
+file that cannot be read or holds a non-finite ``std`` is a :class:`corpus.CorpusError`
+naming the file and subject (``docs/reliability.md``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +26,12 @@ import ray
 from wearssl.data import corpus
 from wearssl.data.weighted_sampling import sample_window_indices
 
+log = logging.getLogger(__name__)
+
+
+class NonFiniteWindowsWarning(UserWarning):
+    """A subject-day holds windows with NaN or infinite samples; they are never drawn."""
+
 
 @dataclass(frozen=True)
 class SubjectDay:
@@ -27,6 +40,12 @@ class SubjectDay:
     file: str
     row_start: int
     row_end: int
+    n_wear: int = 0
+
+    @property
+    def drawable(self) -> int:
+        """Worn windows this day can give at most (its rows, once a subset cut them)."""
+        return min(self.n_wear, self.row_end - self.row_start)
 
 
 def _stable_seed(*parts: object) -> int:
@@ -44,15 +63,16 @@ def subject_days(manifest: pa.Table, split: str) -> dict[str, list[SubjectDay]]:
         )
     ).sort_by([("subject", "ascending"), ("day", "ascending")])
     days: dict[str, list[SubjectDay]] = {}
-    for subject, day, file, start, end in zip(
+    for subject, day, file, start, end, n_wear in zip(
         rows["subject"].to_pylist(),
         rows["day"].to_pylist(),
         rows["file"].to_pylist(),
         rows["row_start"].to_pylist(),
         rows["row_end"].to_pylist(),
+        rows["n_wear"].to_pylist(),
         strict=True,
     ):
-        days.setdefault(subject, []).append(SubjectDay(subject, day, file, start, end))
+        days.setdefault(subject, []).append(SubjectDay(subject, day, file, start, end, n_wear))
     return days
 
 
@@ -73,6 +93,7 @@ def subset(
                 d.file,
                 d.row_start,
                 d.row_start + max(1, round((d.row_end - d.row_start) * data_ratio)),
+                d.n_wear,
             )
             for d in days[subject]
         ]
@@ -91,6 +112,7 @@ def epoch_plan(days: dict[str, list[SubjectDay]], seed: int, epoch: int) -> list
         chosen = options[int(rng.integers(len(options)))]
         plan.append(
             {
+                "subject": chosen.subject,
                 "file": chosen.file,
                 "row_start": chosen.row_start,
                 "row_end": chosen.row_end,
@@ -100,19 +122,67 @@ def epoch_plan(days: dict[str, list[SubjectDay]], seed: int, epoch: int) -> list
     return plan
 
 
+def max_epoch_windows(days: dict[str, list[SubjectDay]], windows_per_subject: int) -> int:
+    """The most windows one epoch can draw: each subject gives at most
+    ``windows_per_subject`` from its largest day."""
+    return sum(
+        min(windows_per_subject, max(d.drawable for d in subject_days))
+        for subject_days in days.values()
+    )
+
+
 DRAW_COLUMNS = ["window", "std", "wear"]
+
+
+def _read_draw_columns(root: str, item: dict):
+    """The day's draw columns; an unreadable file is a :class:`corpus.CorpusError` naming it."""
+    try:
+        return corpus.read_day(root, item, columns=DRAW_COLUMNS)
+    except (OSError, pa.ArrowException) as err:
+        raise corpus.CorpusError(
+            f"corpus day file {corpus.join(root, item['file'])} (subject "
+            f"{item.get('subject', '?')}) cannot be read: {err}"
+        ) from None
 
 
 def draw_windows(root: str, item: dict, windows_per_subject: int, weighted: bool) -> np.ndarray:
     """Read one subject-day and return its sampled windows, ``(k, 3, L)`` in storage
     precision (float16 for int16 milli-g). Reads only the columns the draw needs and
-    decodes only the sampled windows."""
-    table = corpus.read_day(root, item, columns=DRAW_COLUMNS)
-    wear = table["wear"].to_numpy(zero_copy_only=False)
-    std = table["std"].to_numpy()
-    rng = np.random.default_rng(item["seed"])
-    chosen = sample_window_indices(std, windows_per_subject, rng, weighted=weighted, eligible=wear)
-    return corpus.decode_windows(table, chosen, dtype=None)
+    decodes only the sampled windows.
+
+    A window holding a NaN or infinite sample is never returned: it is excluded and the
+    draw repeated among the rest, with a :class:`NonFiniteWindowsWarning` naming the file
+    and the count. A non-finite ``std`` (written by ingest, so a corrupt corpus) is a
+    :class:`corpus.CorpusError` naming the file and subject."""
+    table = _read_draw_columns(root, item)
+    eligible = table["wear"].to_numpy(zero_copy_only=False).astype(bool)
+    std = table["std"].to_numpy(zero_copy_only=False)
+    if not np.all(np.isfinite(std)):
+        raise corpus.CorpusError(
+            f"corpus day file {corpus.join(root, item['file'])} (subject "
+            f"{item.get('subject', '?')}): {int(np.sum(~np.isfinite(std)))} windows have a "
+            "non-finite std; the corpus is corrupt, ingest that day again"
+        )
+    skipped = 0
+    while True:
+        rng = np.random.default_rng(item["seed"])
+        chosen = sample_window_indices(
+            std, windows_per_subject, rng, weighted=weighted, eligible=eligible
+        )
+        windows = corpus.decode_windows(table, chosen, dtype=None)
+        finite = np.isfinite(windows).all(axis=(1, 2))
+        if finite.all():
+            break
+        eligible[chosen[~finite]] = False
+        skipped += int(np.sum(~finite))
+    if skipped:
+        message = (
+            f"corpus day file {corpus.join(root, item['file'])} (subject "
+            f"{item.get('subject', '?')}): {skipped} windows with NaN or infinite samples skipped"
+        )
+        log.warning(message)
+        warnings.warn(message, NonFiniteWindowsWarning, stacklevel=2)
+    return windows
 
 
 def _draw_batch(
@@ -124,6 +194,7 @@ def _draw_batch(
         draw_windows(
             root,
             {
+                "subject": str(batch["subject"][i]),
                 "file": str(batch["file"][i]),
                 "row_start": int(batch["row_start"][i]),
                 "row_end": int(batch["row_end"][i]),

@@ -1010,7 +1010,8 @@ def run_explain(cfg: ExplainConfig) -> ExplainResult:
     drawn, labels, label_names = _drawn_windows(cfg, model, model_labels)
     if len(drawn) == 0:
         raise ConfigError("data: no windows to explain")
-    runtime.connect(cfg.resources.address)
+    cluster = runtime.connect(cfg.resources.address)
+    runtime.require_task_fits("resources.cpus_per_task", cfg.resources.cpus_per_task, cluster)
     tags = {"git_commit": tracking.git_commit(), "model": cfg.model}
     if model_run:
         tags["model_run_id"] = model_run

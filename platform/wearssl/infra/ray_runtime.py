@@ -3,7 +3,9 @@
 Training workers that hold every CPU starve Ray Data's read tasks and the job hangs
 forever. Every job therefore plans its resources before it starts: training workers get
 ``num_workers x cpus_per_worker`` CPUs, and ``data_cpus`` stay free for reading. A plan
-that cannot fit on the cluster it sees is refused with a message naming the keys.
+that cannot fit on the cluster it sees is refused with a message naming the keys, and so
+is a per-task CPU request that no node can hold or that the plan leaves no room for
+(:func:`require_task_fits`): Ray would wait for it forever.
 """
 
 from __future__ import annotations
@@ -42,11 +44,18 @@ class ResourcePlan:
         return max(1, math.ceil(self.cpus_per_worker))
 
 
-def connect(address: str | None = None, num_cpus: int | None = None) -> dict:
-    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start a local Ray.
+def connect(
+    address: str | None = None, num_cpus: int | None = None, num_cpus_key: str = "--num-cpus"
+) -> dict:
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start a local Ray with
+    ``num_cpus`` CPUs (named ``num_cpus_key`` in errors; fewer than 1 is refused).
 
     Returns the cluster's total resources. A no-op when Ray is already initialised.
     """
+    if num_cpus is not None and num_cpus < 1:
+        raise ResourcePlanError(
+            f"{num_cpus_key}={num_cpus}: a local Ray needs at least 1 CPU to run any task"
+        )
     if not ray.is_initialized():
         target = address or os.environ.get("RAY_ADDRESS")
         if target:
@@ -83,3 +92,32 @@ def plan_resources(
             f"{num_workers} GPUs, the cluster has {cluster.get('GPU', 0):g}"
         )
     return plan
+
+
+def largest_node_cpus() -> float:
+    """CPUs of the biggest alive node of the connected cluster (one task runs on one node)."""
+    return max(
+        (float(node["Resources"].get("CPU", 0.0)) for node in ray.nodes() if node["Alive"]),
+        default=0.0,
+    )
+
+
+def require_task_fits(
+    key: str, cpus: float, cluster: dict[str, float], held_by_plan: float = 0.0
+) -> None:
+    """Refuse a per-task request of ``cpus`` CPUs (config key ``key``) that no node can
+    hold, or that does not fit beside the ``held_by_plan`` CPUs training workers hold:
+    Ray would queue such a task forever."""
+    node_cpus = largest_node_cpus()
+    free = float(cluster.get("CPU", 0.0)) - held_by_plan
+    if cpus > node_cpus + 1e-9:
+        raise ResourcePlanError(
+            f"{key}={cpus:g} CPUs per task, but the largest node of the cluster has "
+            f"{node_cpus:g}: no node could ever run it"
+        )
+    if cpus > free + 1e-9:
+        raise ResourcePlanError(
+            f"{key}={cpus:g} CPUs per task, but only {free:g} of the cluster's "
+            f"{cluster.get('CPU', 0):g} CPUs are left beside the training workers' "
+            f"{held_by_plan:g}: the task could never start"
+        )

@@ -5,7 +5,12 @@
 - One experiment per job kind (``wearssl-pretrain``, ``wearssl-evaluate``, ...).
 - Tags on every run: git commit, plus what the job adds (corpus manifest hash, cluster size).
 - Logging never kills the work: calls that fail (server unreachable) are kept and
-  reported at the end (:class:`ResilientLogger`).
+  reported at the end (:class:`ResilientLogger`), and re-sent values that the store
+  already holds are dropped, so each (metric, step) is logged once.
+- A tracking server is checked once before a job starts (:func:`require_reachable`): a dead
+  one stops the job in seconds. Every HTTP call is bounded (:data:`HTTP_LIMITS`, unless
+  the environment sets them): MLflow's own defaults retry one call for about four minutes.
+- A job's run always ends FINISHED, FAILED or KILLED (:func:`run_outcome`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ import logging
 import os
 import re
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +39,21 @@ log = logging.getLogger(__name__)
 DEFAULT_STORE_DIR = "mlruns"
 EXPERIMENT_PREFIX = "wearssl-"
 MAX_PARAM_LENGTH = 500
+MAX_TAG_LENGTH = 5000
 # The user-info part (``user:password@``) of a URI's authority.
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+# Bounds on MLflow's HTTP calls (its defaults: 7 retries with backoff factor 2 and a 120-s
+# timeout, about 4 minutes for one call to a dead server). Environment values win.
+HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
+REACHABLE_TIMEOUT_S = 5.0
+
+
+class TrackingUnavailableError(RuntimeError):
+    """The MLflow tracking server does not answer when a job starts."""
 
 
 def default_store(base: str | Path = ".") -> tuple[str, str]:
@@ -62,10 +84,52 @@ def refuse_credentials(uri: str) -> str:
 
 def configure(explicit_uri: str | None = None) -> str:
     """Point MLflow at the job's tracking URI (see :func:`tracking_uri`) and return it;
-    a URI holding credentials is refused (:func:`refuse_credentials`), for every job."""
+    for every job, a URI holding credentials is refused (:func:`refuse_credentials`) and
+    a server that does not answer stops it now (:func:`require_reachable`). HTTP calls
+    get the bounds of :data:`HTTP_LIMITS` where the environment sets none."""
     uri = refuse_credentials(tracking_uri(explicit_uri))
+    for key, value in HTTP_LIMITS.items():
+        os.environ.setdefault(key, value)
+    require_reachable(uri)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def require_reachable(uri: str, timeout_s: float = REACHABLE_TIMEOUT_S) -> None:
+    """Raise :class:`TrackingUnavailableError` unless the server at an ``http(s)`` ``uri``
+    answers its health check within ``timeout_s`` (one try); local stores always pass."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered: a server behind a proxy or auth may not expose /health
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise TrackingUnavailableError(
+            f"MLflow tracking server {uri} does not answer ({reason}); start it, or unset "
+            "MLFLOW_TRACKING_URI to use the local store"
+        ) from None
+
+
+@contextmanager
+def run_outcome(run_id: str, uri: str) -> Iterator[None]:
+    """End run ``run_id`` as FINISHED when the block completes, KILLED when it is
+    interrupted (Ctrl-C, SIGTERM: see :func:`wearssl.cli.run_job`), FAILED on any error;
+    the error itself goes on. A store that is down is reported, never raised over it."""
+    status = "FAILED"
+    try:
+        yield
+        status = "FINISHED"
+    except (KeyboardInterrupt, SystemExit):
+        status = "KILLED"
+        raise
+    finally:
+        try:
+            MlflowClient(tracking_uri=uri).set_terminated(run_id, status)
+        except Exception as err:  # noqa: BLE001 - the job's own outcome matters more
+            log.warning("could not mark MLflow run %s %s at %s: %s", run_id, status, uri, err)
 
 
 def experiment_id(job_kind: str, uri: str | None = None) -> str:
@@ -101,6 +165,8 @@ class ResilientLogger:
     run_id: str
     uri: str
     pending: list[tuple[str, float, int]] = field(default_factory=list)
+    # values kept from a failed call may have reached the store before the call failed
+    may_be_logged: bool = False
 
     def _client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.uri)
@@ -117,16 +183,33 @@ class ResilientLogger:
         self.flush()
 
     def flush(self) -> None:
+        """Log the pending values; those the store holds already (a retry after a call
+        that failed late, a rerun that replayed them) are dropped, never logged twice."""
         if not self.pending:
             return
-        now = int(time.time() * 1000)
-        batch = [Metric(key, value, now, step) for key, value, step in self.pending]
         try:
-            self._client().log_batch(self.run_id, metrics=batch, synchronous=True)
+            if self.may_be_logged:
+                self.pending = self._not_logged(self.pending)
+            now = int(time.time() * 1000)
+            batch = [Metric(key, value, now, step) for key, value, step in self.pending]
+            if batch:
+                self._client().log_batch(self.run_id, metrics=batch, synchronous=True)
         except Exception as err:  # noqa: BLE001 - the store is down; keep the values
-            log.warning("MLflow unreachable, %d metric values kept for later: %s", len(batch), err)
+            log.warning(
+                "MLflow unreachable, %d metric values kept for later: %s", len(self.pending), err
+            )
+            self.may_be_logged = True
             return
         self.pending.clear()
+        self.may_be_logged = False
+
+    def _not_logged(self, values: list[tuple[str, float, int]]) -> list[tuple[str, float, int]]:
+        client = self._client()
+        held = {
+            key: {m.step for m in client.get_metric_history(self.run_id, key)}
+            for key in {key for key, _, _ in values}
+        }
+        return [(key, value, step) for key, value, step in values if step not in held[key]]
 
     def unlogged_report(self) -> str:
         if not self.pending:

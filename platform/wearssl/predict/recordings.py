@@ -707,11 +707,14 @@ def _gpus_per_task(requested: float | None, cluster: dict[str, float]) -> float:
 
 def run_predict(args: argparse.Namespace, distributed: bool) -> int:
     """Predict the files ``args`` name (Ray tasks when ``distributed``); the exit status."""
+    from wearssl.cli import require_inputs_found, require_output_folder
     from wearssl.data.ingest import expand_inputs
 
     try:
+        require_output_folder(args.out)
         options = options_from_args(args)
         files, _ = expand_inputs(args.recordings)
+        require_inputs_found(files, args.recordings)
         check_distinct_stems(files)
         model = load_prediction_model(args.model, args.tracking_uri)
     except (ValueError, FileNotFoundError) as error:

@@ -7,6 +7,14 @@ and optimises the mean of the enabled tasks' cross-entropies with DDP. After eac
 the held-out subjects' loss and per-task accuracy are computed, a checkpoint is
 reported, and only then does rank 0 log the epoch to MLflow: a logged epoch always has
 a checkpoint, so a resumed run logs each epoch exactly once.
+
+Faults stop the run, never train on silently (``docs/reliability.md``): an epoch whose
+loss is not finite, that made no optimiser step, or whose reads hit an unreadable or
+corrupt corpus file ends every worker's loop without a checkpoint; rank 0 writes the
+fault to the run folder (``fault.txt``) and the driver raises :class:`PretrainingFault`
+(no Ray Train retries: the same epoch would fail the same way). The MLflow run then
+ends FAILED and no model is registered. A rerun of a ``name`` with another config is
+refused unless ``resume_with_changes`` is set; raising ``optim.epochs`` extends a run.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import json
 import logging
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -31,7 +40,7 @@ import yaml
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from wearssl.config import flatten
+from wearssl.config import ConfigError, flatten
 from wearssl.config.pretrain import PretrainConfig
 from wearssl.data import corpus
 from wearssl.data import sampler as epochs
@@ -53,6 +62,11 @@ STATE_FILE = "state.pt"
 MODEL_FILE = "harnet.pt"
 RUN_RECORD = "mlflow_run.json"
 UNLOGGED_FILE = "unlogged_metrics.json"
+FAULT_FILE = "fault.txt"
+# Keys a rerun may change without changing what is trained: where and how it runs, where
+# it logs, and the flag that allows the other changes.
+RERUN_FREE_KEYS = ("runtime.", "tracking.", "sampling.read_cpus", "resume_with_changes")
+RESUME_CHANGES_TAG = "resumed_with_changes"
 # The driver's MLflow client settings that hold on the workers too: retries and timeouts of
 # its HTTP calls. Credentials (MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME,
 # MLFLOW_TRACKING_PASSWORD, cloud keys) never travel in the trainer's config, which anything
@@ -63,6 +77,11 @@ WORKER_MLFLOW_SETTINGS = (
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER",
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
 )
+
+
+class PretrainingFault(RuntimeError):
+    """Training stopped on a fault that a retry would meet again (non-finite loss, an epoch
+    without an optimiser step, an unreadable or corrupt corpus file)."""
 
 
 @dataclass
@@ -160,6 +179,66 @@ def _log_history(logger: tracking.ResilientLogger | None, history: list[dict]) -
             logger.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, entry["epoch"])
 
 
+# How a CorpusError raised in a Ray Data task shows in the worker: Ray passes the task's
+# traceback on as text (the exception object's cause does not cross processes).
+_CORPUS_ERROR_LINE = re.compile(rf"{corpus.CorpusError.__name__}: (.+)")
+
+
+def corpus_fault(error: BaseException) -> str | None:
+    """The message of the :class:`corpus.CorpusError` behind ``error`` (raised here, or in
+    a read task, whose error Ray re-raises with the task's traceback as text), or None."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, corpus.CorpusError) and not isinstance(seen, ray.exceptions.RayError):
+            return str(seen)
+        found = _CORPUS_ERROR_LINE.search(str(seen))
+        if found:
+            return found.group(1).strip()
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _stop_on_fault(message: str, epoch: int, rank: int, run_dir: str) -> None:
+    """Rank 0 keeps the fault for the driver to raise (Ray Train's result holds only
+    checkpointed reports); every worker then leaves its loop."""
+    if rank != 0:
+        return
+    print(f"epoch {epoch + 1}: stopping: {message}", flush=True)
+    fs, path = corpus.resolve(run_dir)
+    corpus.atomic_write_bytes(fs, corpus.join(path, FAULT_FILE), message.encode())
+
+
+def _take_fault(run_dir: str) -> str:
+    """The fault the workers kept in ``run_dir`` ('' when none); it is removed."""
+    fs, path = corpus.resolve(run_dir)
+    record = corpus.join(path, FAULT_FILE)
+    if not corpus.exists(fs, record):
+        return ""
+    with fs.open_input_stream(record) as f:
+        message = f.read().decode()
+    fs.delete_file(record)
+    return message
+
+
+def _epoch_fault(epoch: int, reduced: list[float], read_errors: set[str], batch: int) -> str:
+    """Why the epoch cannot be kept ('' when it can): (seen, loss sum, steps, ...) reduced."""
+    if read_errors:
+        return "; ".join(sorted(read_errors))
+    steps = int(reduced[2])
+    if steps == 0:
+        return (
+            f"epoch {epoch + 1} made no optimiser step: its windows did not fill one batch of "
+            f"{batch} (sampling.subjects_per_batch x sampling.windows_per_subject)"
+        )
+    loss = reduced[1] / steps
+    if not math.isfinite(loss):
+        return (
+            f"epoch {epoch + 1}: the training loss is {loss} (not finite); the run stops "
+            "without checkpointing it. Lower optim.lr, or look for extreme values in the corpus"
+        )
+    return ""
+
+
 def train_loop(config: dict) -> None:
     """Ray Train worker: streamed epochs, DDP, pretext loss, held-out eval, checkpoints."""
     context = ray.train.get_context()
@@ -197,34 +276,48 @@ def train_loop(config: dict) -> None:
         train_loss = torch.zeros((), dtype=torch.float64, device=device)
         train_hits = torch.zeros(len(tasks), dtype=torch.int64, device=device)
         read_nodes: set[str] = set()
+        read_error = ""
         shard = _epoch_shard(config, epoch, rank, world)
-        for batch in shard.iter_batches(
-            batch_size=config["worker_batch"],
-            batch_format="numpy",
-            drop_last=True,
-            local_shuffle_buffer_size=config["shuffle_buffer"] or None,
-            local_shuffle_seed=config["seed"] + epoch if config["shuffle_buffer"] else None,
-            prefetch_batches=2,
-        ):
-            read_nodes.update(batch["node"].tolist())
-            lr = lr_at(state["step"], config["base_lr"], config["peak_lr"], warmup_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            rows = torch.from_numpy(batch["window"]).to(device, non_blocking=True).float()
-            x = model_windows(rows, config["window_seconds"])
-            loss, hits = pretext_loss(ddp_model, x, tasks, generator, config["augment"], autocast)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            state["step"] += 1
-            steps += 1
-            seen += len(x)
-            train_loss += loss.detach()
-            train_hits += hits
-            if steps >= config["steps_per_epoch_cap"]:
-                break
+        try:
+            for batch in shard.iter_batches(
+                batch_size=config["worker_batch"],
+                batch_format="numpy",
+                drop_last=True,
+                local_shuffle_buffer_size=config["shuffle_buffer"] or None,
+                local_shuffle_seed=config["seed"] + epoch if config["shuffle_buffer"] else None,
+                prefetch_batches=2,
+            ):
+                read_nodes.update(batch["node"].tolist())
+                lr = lr_at(state["step"], config["base_lr"], config["peak_lr"], warmup_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                rows = torch.from_numpy(batch["window"]).to(device, non_blocking=True).float()
+                x = model_windows(rows, config["window_seconds"])
+                loss, hits = pretext_loss(
+                    ddp_model, x, tasks, generator, config["augment"], autocast
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                state["step"] += 1
+                steps += 1
+                seen += len(x)
+                train_loss += loss.detach()
+                train_hits += hits
+                if steps >= config["steps_per_epoch_cap"]:
+                    break
+        except Exception as err:  # noqa: BLE001 - a corpus fault stops the run, others raise
+            read_error = corpus_fault(err) or ""
+            if not read_error:
+                raise
         elapsed = time.perf_counter() - started
         reduced = allreduce_sum([seen, float(train_loss), steps, *train_hits.tolist()], device)
+        fault = _epoch_fault(
+            epoch, reduced, gather_sets({read_error} - {""}), config["global_batch"]
+        )
+        if fault:
+            _stop_on_fault(fault, epoch, rank, config["run_dir"])
+            break
         n_seen = max(reduced[0], 1)
         all_nodes = gather_sets(read_nodes)
         metrics = {
@@ -246,6 +339,15 @@ def train_loop(config: dict) -> None:
             "lr": lr_at(state["step"], config["base_lr"], config["peak_lr"], warmup_steps),
             "epoch_seconds": elapsed,
         }
+        if not math.isfinite(metrics["val_loss"]):
+            _stop_on_fault(
+                f"epoch {epoch + 1}: the held-out loss is {metrics['val_loss']} (not finite); "
+                "the run stops without checkpointing it",
+                epoch,
+                rank,
+                config["run_dir"],
+            )
+            break
         improved = metrics["val_loss"] < state["best_val_loss"]
         state["best_val_loss"] = min(state["best_val_loss"], metrics["val_loss"])
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
@@ -284,7 +386,7 @@ def _retry_unlogged(run_dir: str, run_id: str, uri: str) -> str:
         return ""
     with fs.open_input_stream(record) as f:
         pending = [tuple(item) for item in json.loads(f.read())]
-    logger = tracking.ResilientLogger(run_id, uri, pending=pending)
+    logger = tracking.ResilientLogger(run_id, uri, pending=pending, may_be_logged=True)
     logger.flush()
     if logger.pending:
         corpus.atomic_write_bytes(fs, record, json.dumps(logger.pending).encode())
@@ -321,34 +423,96 @@ def _run_record_path(cfg: PretrainConfig) -> tuple[Any, str]:
     return fs, corpus.join(run_dir, RUN_RECORD)
 
 
-def mlflow_run_for(cfg: PretrainConfig, uri: str, tags: dict[str, str]) -> str:
-    """The MLflow run of this pre-training: the one a previous attempt recorded, or a new one."""
+def read_run_record(cfg: PretrainConfig) -> dict | None:
+    """What an earlier attempt of this run recorded (MLflow run, config, corpus), if any."""
     fs, record = _run_record_path(cfg)
+    if not corpus.exists(fs, record):
+        return None
+    with fs.open_input_stream(record) as f:
+        return json.loads(f.read())
+
+
+def config_changes(cfg: PretrainConfig, record: dict, manifest_digest: str) -> list[str]:
+    """``key: old -> new`` for each key (and the corpus content) that differs from the
+    recorded run's; keys of :data:`RERUN_FREE_KEYS` and a raised ``optim.epochs`` are free.
+    A record from before configs were recorded has nothing to compare."""
+    if "config" not in record:
+        return []
+    old, new = record["config"], tracking.params_for_mlflow(flatten(cfg))
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        if key.startswith(RERUN_FREE_KEYS) or old.get(key) == new.get(key):
+            continue
+        if key == "optim.epochs" and int(new[key]) >= int(old.get(key, 0)):
+            continue
+        changes.append(f"{key}: {old.get(key)} -> {new.get(key)}")
+    if record.get("corpus_manifest_hash", manifest_digest) != manifest_digest:
+        changes.append(
+            f"corpus content (manifest hash): {record['corpus_manifest_hash']} -> {manifest_digest}"
+        )
+    return changes
+
+
+def require_same_config(
+    cfg: PretrainConfig, record: dict | None, manifest_digest: str
+) -> list[str]:
+    """The config changes of a rerun (see :func:`config_changes`); a ConfigError listing them
+    unless ``resume_with_changes`` allows them."""
+    changes = config_changes(cfg, record, manifest_digest) if record else []
+    if changes and not cfg.resume_with_changes:
+        raise ConfigError(
+            f"run '{cfg.name}' in {_run_dir(cfg)} was started with another config "
+            f"({'; '.join(changes)}); give another name to start a new run, or set "
+            "resume_with_changes=true to continue it with this config (recorded in its run)"
+        )
+    return changes
+
+
+def mlflow_run_for(
+    cfg: PretrainConfig,
+    uri: str,
+    tags: dict[str, str],
+    record: dict | None,
+    changes: list[str],
+) -> str:
+    """The MLflow run of this pre-training: the one a previous attempt recorded, or a new
+    one. Config ``changes`` allowed on a resume are added to its tag
+    :data:`RESUME_CHANGES_TAG`. The record is rewritten with this attempt's config."""
     client = mlflow.MlflowClient(tracking_uri=uri)
-    if corpus.exists(fs, record):
-        with fs.open_input_stream(record) as f:
-            previous = json.loads(f.read())
-        if previous.get("tracking_uri") == uri:
-            try:
-                client.get_run(previous["run_id"])
-                client.update_run(previous["run_id"], status="RUNNING")
-                return previous["run_id"]
-            except mlflow.exceptions.MlflowException:
-                log.warning(
-                    "recorded MLflow run %s is gone; starting a new one", previous["run_id"]
-                )
-    if cfg.tracking.parent_run_id:
-        tags = {**tags, "mlflow.parentRunId": cfg.tracking.parent_run_id}
-    experiment = tracking.experiment_id(cfg.tracking.experiment, uri)
-    run = client.create_run(experiment, run_name=cfg.name, tags=tags)
-    params = tracking.params_for_mlflow(flatten(cfg))
-    client.log_batch(
-        run.info.run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items()]
-    )
+    run_id = None
+    if record is not None and record.get("tracking_uri") == uri:
+        try:
+            run = client.get_run(record["run_id"])
+            client.update_run(record["run_id"], status="RUNNING")
+            run_id = record["run_id"]
+        except mlflow.exceptions.MlflowException:
+            log.warning("recorded MLflow run %s is gone; starting a new one", record["run_id"])
+        else:
+            if changes:
+                earlier = run.data.tags.get(RESUME_CHANGES_TAG)
+                noted = "\n".join(filter(None, [earlier, "; ".join(changes)]))
+                client.set_tag(run_id, RESUME_CHANGES_TAG, noted[-tracking.MAX_TAG_LENGTH :])
+    if run_id is None:
+        if cfg.tracking.parent_run_id:
+            tags = {**tags, "mlflow.parentRunId": cfg.tracking.parent_run_id}
+        experiment = tracking.experiment_id(cfg.tracking.experiment, uri)
+        run_id = client.create_run(experiment, run_name=cfg.name, tags=tags).info.run_id
+        params = tracking.params_for_mlflow(flatten(cfg))
+        client.log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items()])
+    fs, path = _run_record_path(cfg)
     corpus.atomic_write_bytes(
-        fs, record, json.dumps({"run_id": run.info.run_id, "tracking_uri": uri}).encode()
+        fs,
+        path,
+        json.dumps(
+            {
+                "run_id": run_id,
+                "tracking_uri": uri,
+                "config": tracking.params_for_mlflow(flatten(cfg)),
+                "corpus_manifest_hash": tags["corpus_manifest_hash"],
+            }
+        ).encode(),
     )
-    return run.info.run_id
+    return run_id
 
 
 def _finish_run(
@@ -408,6 +572,7 @@ def train_loop_config(
         "read_cpus": cfg.sampling.read_cpus,
         "shuffle_buffer": cfg.sampling.shuffle_buffer,
         "worker_batch": cfg.worker_batch,
+        "global_batch": cfg.global_batch,
         "epochs": cfg.optim.epochs,
         "base_lr": cfg.optim.lr,
         "peak_lr": scaled_peak_lr(cfg),
@@ -424,8 +589,31 @@ def train_loop_config(
     }
 
 
+def require_full_batch(cfg: PretrainConfig, root: str, train_days: dict) -> None:
+    """Refuse a corpus whose epoch cannot fill one batch: the run would make no optimiser
+    step and "finish" with an untrained model."""
+    most = epochs.max_epoch_windows(train_days, cfg.sampling.windows_per_subject)
+    if most >= cfg.global_batch:
+        return
+    worn = sum(day.drawable for days in train_days.values() for day in days)
+    raise ConfigError(
+        f"one batch needs sampling.subjects_per_batch x sampling.windows_per_subject = "
+        f"{cfg.global_batch} windows, but an epoch of corpus {root} can draw at most {most}: "
+        f"its {len(train_days)} training subjects hold {worn} worn windows, of which one epoch "
+        f"takes at most {cfg.sampling.windows_per_subject} per subject from one day. Lower "
+        "sampling.windows_per_subject or sampling.subjects_per_batch, or add subjects"
+    )
+
+
 def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
-    """Pre-train per ``cfg`` on the connected Ray cluster; resumes a run of the same name."""
+    """Pre-train per ``cfg`` on the connected Ray cluster; resumes a run of the same name.
+
+    Everything that can be checked is checked before a training worker starts: the tracking
+    URI (no credentials, a server that answers), the resource plan and per-task CPUs, the
+    corpus (its version, both splits, enough windows for one batch), and the config of an
+    earlier attempt of this run. The MLflow run then always ends FINISHED, FAILED or KILLED.
+    """
+    uri = tracking.configure(cfg.tracking.tracking_uri)
     cluster = runtime.connect(cfg.runtime.address)
     plan = runtime.plan_resources(
         cfg.runtime.num_workers,
@@ -433,6 +621,9 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
         cfg.runtime.data_cpus,
         cfg.runtime.use_gpu,
         cluster,
+    )
+    runtime.require_task_fits(
+        "sampling.read_cpus", cfg.sampling.read_cpus, cluster, plan.training_cpus
     )
     root = ensure_corpus(cfg)
     manifest = corpus.read_manifest(root)
@@ -442,29 +633,39 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
         cfg.subset.data_ratio,
         cfg.subset.seed,
     )
+    require_full_batch(cfg, root, train_days)
     test_days = epochs.subject_days(manifest, "test")
-    if not train_days or not test_days:
-        raise ValueError(
-            f"corpus {root} needs subjects in both splits with worn windows; "
-            f"found {len(train_days)} train and {len(test_days)} test subjects"
+    if not test_days:
+        raise corpus.CorpusError(
+            f"corpus {root} needs held-out (test split) subjects with worn windows; it has none"
         )
-    uri = tracking.configure(cfg.tracking.tracking_uri)
+    manifest_digest = corpus.manifest_hash(manifest)
+    record = read_run_record(cfg)
+    changes = require_same_config(cfg, record, manifest_digest)
+    heldout = epochs.heldout_windows(
+        root, test_days, cfg.eval.max_subjects, cfg.eval.windows_per_subject, cfg.optim.seed
+    )
     tags = {
         "git_commit": tracking.git_commit(),
-        "corpus_manifest_hash": corpus.manifest_hash(manifest),
+        "corpus_manifest_hash": manifest_digest,
         "workers": str(plan.num_workers),
         "worker_kind": "gpu" if plan.use_gpu else "cpu",
         "cluster_cpus": f"{cluster.get('CPU', 0):g}",
         "cluster_gpus": f"{cluster.get('GPU', 0):g}",
     }
-    run_id = mlflow_run_for(cfg, uri, tags)
+    run_id = mlflow_run_for(cfg, uri, tags, record, changes)
     print(f"MLflow run {run_id} at {uri}", flush=True)
-    heldout = epochs.heldout_windows(
-        root, test_days, cfg.eval.max_subjects, cfg.eval.windows_per_subject, cfg.optim.seed
-    )
-    loop_config = train_loop_config(
-        cfg, plan, root, train_days, ray.put(heldout), run_id, uri, os.environ
-    )
+    with tracking.run_outcome(run_id, uri):
+        loop_config = train_loop_config(
+            cfg, plan, root, train_days, ray.put(heldout), run_id, uri, os.environ
+        )
+        return _train(cfg, plan, loop_config, run_id, uri)
+
+
+def _train(
+    cfg: PretrainConfig, plan: runtime.ResourcePlan, loop_config: dict, run_id: str, uri: str
+) -> PretrainResult:
+    """Fit, then log and register the final model; a worker's fault is raised here."""
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=loop_config,
@@ -481,15 +682,18 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
     )
+    _take_fault(_run_dir(cfg))  # a fault of an earlier attempt, fixed since
     result = trainer.fit()
-    metrics = {k: float(v) for k, v in (result.metrics or {}).items() if _is_number(v)}
     unlogged = _retry_unlogged(_run_dir(cfg), run_id, uri)
+    fault = _take_fault(_run_dir(cfg))
+    if fault:
+        raise PretrainingFault(f"pre-training run '{cfg.name}' stopped: {fault}")
+    metrics = {k: float(v) for k, v in (result.metrics or {}).items() if _is_number(v)}
     checkpoint_path, version = result.checkpoint.path if result.checkpoint else "", None
     try:
         checkpoint_path, version = _finish_run(cfg, run_id, uri, result.checkpoint)
-        mlflow.MlflowClient(tracking_uri=uri).set_terminated(run_id, "FINISHED")
     except Exception as err:  # noqa: BLE001 - training is done; say what was not recorded
-        unlogged = f"{unlogged}\nfinal model, artifacts and run status not logged to {uri}: {err}"
+        unlogged = f"{unlogged}\nfinal model and artifacts not logged to {uri}: {err}"
     return PretrainResult(
         run_id=run_id,
         tracking_uri=uri,
