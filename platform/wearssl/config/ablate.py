@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from wearssl.config.arms import PRETRAINED_ARMS, AblationArm
 from wearssl.config.base import (
     NAME_PATTERN,
     ConfigPath,
@@ -28,8 +29,6 @@ SweepKind = Literal[
 ]
 PRETRAINING_KINDS = ("unlabelled_subjects", "data_ratio", "weighted_sampling", "tasks")
 COUNT_KINDS = ("unlabelled_subjects", "labelled_subjects")
-AblationArm = Literal["forest", "scratch", "frozen", "finetune"]
-PRETRAINED_ARMS = ("frozen", "finetune")
 
 _VALUE_TYPES: dict[str, TypeAdapter] = {
     "unlabelled_subjects": TypeAdapter(list[int]),

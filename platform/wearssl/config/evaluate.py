@@ -7,6 +7,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, model_validator
 
+from wearssl.config.arms import FOREST, PRETRAINED_ARMS, ArmName
 from wearssl.config.base import (
     NAME_PATTERN,
     ConfigPath,
@@ -15,9 +16,6 @@ from wearssl.config.base import (
     WeightsSpec,
     distinct,
 )
-
-ArmName = Literal["forest", "scratch", "frozen", "finetune", "transfer"]
-PRETRAINED_ARMS = ("frozen", "finetune")
 
 
 class SyntheticLabelled(StrictModel):
@@ -150,4 +148,4 @@ class EvaluateConfig(StrictModel):
 
     @property
     def neural_arms(self) -> list[str]:
-        return [arm for arm in self.arms if arm != "forest"]
+        return [arm for arm in self.arms if arm != FOREST]

@@ -41,8 +41,19 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 SAMPLE_RATE_HZ = 30
+# The window lengths (s) of harnet models and labelled sets; a corpus row holds 10 s.
+WINDOW_LENGTHS = (5, 10, 30)
 WINDOW_SECONDS = 10
-WINDOW_SAMPLES = SAMPLE_RATE_HZ * WINDOW_SECONDS
+
+
+def window_samples(seconds: int) -> int:
+    """Samples in a ``seconds``-s window at :data:`SAMPLE_RATE_HZ`."""
+    return SAMPLE_RATE_HZ * seconds
+
+
+WINDOW_SAMPLES = window_samples(WINDOW_SECONDS)  # samples in a corpus row
+
+
 CHANNELS = 3
 MANIFEST_NAME = "manifest.parquet"
 INFO_NAME = "corpus.json"

@@ -51,7 +51,6 @@ EPOCH_DAY = date(2024, 1, 1)
 SECONDS_PER_DAY = 86_400
 MS_PER_DAY = SECONDS_PER_DAY * 1000
 WINDOWS_PER_DAY = SECONDS_PER_DAY // corpus.WINDOW_SECONDS
-LABELLED_WINDOW_SECONDS = (5, 10, 30)
 
 GENERATOR_VERSION = 2
 """Raised whenever a change makes the generator give other signals for the same seed, so
@@ -818,9 +817,9 @@ def synthetic_labelled_set(
     """
     if n_subjects < 1:
         raise ValueError(f"n_subjects must be >= 1, got {n_subjects}")
-    if window_seconds not in LABELLED_WINDOW_SECONDS:
+    if window_seconds not in corpus.WINDOW_LENGTHS:
         raise ValueError(
-            f"window_seconds must be one of {LABELLED_WINDOW_SECONDS}, got {window_seconds}"
+            f"window_seconds must be one of {corpus.WINDOW_LENGTHS}, got {window_seconds}"
         )
     if not minutes_per_activity > 0:
         raise ValueError(f"minutes_per_activity must be > 0, got {minutes_per_activity}")

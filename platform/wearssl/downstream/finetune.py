@@ -35,16 +35,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wearssl.config.arms import FOREST, INITIALISED_ARMS, NEURAL_ARMS
 from wearssl.config.evaluate import Finetune
 from wearssl.data.labelled_set import LabelledSet
 from wearssl.data.splits import Fold
 from wearssl.models.forest import fit_forest, predict_forest
 from wearssl.models.harnet import HarNet, harnet, save_checkpoint
 from wearssl.pretrain.transforms import augment
-
-NEURAL_ARMS = ("scratch", "frozen", "finetune", "transfer")
-INITIALISED_ARMS = ("frozen", "finetune", "transfer")
-ARMS = ("forest", *NEURAL_ARMS)
 
 
 @dataclass
@@ -313,7 +310,7 @@ def train_arm(
     n_jobs: int = 1,
     init: str | Path | None = None,
 ) -> ArmOutcome:
-    if arm == "forest":
+    if arm == FOREST:
         return train_forest_arm(data, fold, seed, n_estimators, n_jobs)
     return train_neural_arm(arm, data, fold, seed, settings, init)
 

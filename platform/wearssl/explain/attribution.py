@@ -75,14 +75,13 @@ from wearssl.data.labelled_set import read_labelled_set
 from wearssl.data.splits import protocol_folds
 from wearssl.infra import ray_runtime as runtime
 from wearssl.infra import tracking
+from wearssl.models.export import load_classifier
 from wearssl.models.harnet import (
     TASK_HEADS,
     CheckpointError,
     Downsample,
     HarNet,
     ResBlock,
-    harnet,
-    load_checkpoint,
 )
 from wearssl.models.resolve import resolve_weights
 from wearssl.pretrain.transforms import (
@@ -821,13 +820,12 @@ def load_explained_model(
     """The model behind ``spec`` with its trained heads, its class labels and its run id."""
     resolved = resolve_weights(spec, download_dir, tracking_uri)
     try:
-        content = load_checkpoint(resolved.path)
+        model, content = load_classifier(resolved.path)
     except CheckpointError as err:
         raise CheckpointError(
             f"model: {err} (explain needs a wearssl checkpoint: it explains the heads, which "
             f"are not loaded from a published state dict)"
         ) from None
-    model = harnet(content["window_seconds"], content["n_classes"], pretrained=resolved.path)
     return model.eval(), content["labels"], resolved.run_id
 
 

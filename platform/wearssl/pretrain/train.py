@@ -39,13 +39,13 @@ from wearssl.data import corpus
 from wearssl.data import sampler as epochs
 from wearssl.infra import ray_runtime as runtime
 from wearssl.infra import tracking
+from wearssl.models.export import PRETRAINED_FILE as MODEL_FILE
 from wearssl.models.harnet import TASK_HEADS, harnet, save_checkpoint
 from wearssl.pretrain.transforms import pretext_step
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
-MODEL_FILE = "harnet.pt"
 RUN_RECORD = "mlflow_run.json"
 UNLOGGED_FILE = "unlogged_metrics.json"
 # The driver's MLflow client settings that hold on the workers too: retries and timeouts of
