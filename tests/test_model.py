@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from wearssl.data.corpus import WINDOW_LENGTHS, window_samples
+from wearssl.config.vocabulary import WINDOW_LENGTHS
+from wearssl.data.corpus import window_samples
 from wearssl.models.harnet import (
     TASK_HEADS,
     CheckpointError,

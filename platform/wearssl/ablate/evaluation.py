@@ -14,7 +14,7 @@ import ray
 from wearssl.ablate.points import AblationTrial
 from wearssl.config import ConfigError
 from wearssl.config.ablate import AblateConfig
-from wearssl.config.arms import PRETRAINED_ARMS
+from wearssl.config.vocabulary import PRETRAINED_ARMS
 from wearssl.data.splits import subset_subjects
 from wearssl.downstream.datasets import (
     DatasetPlan,

@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from wearssl.config.arms import PRETRAINED_ARMS, AblationArm
 from wearssl.config.base import (
     NAME_PATTERN,
     ConfigPath,
@@ -23,6 +22,7 @@ from wearssl.config.base import (
 )
 from wearssl.config.evaluate import Arms, Datasets, Finetune, Forest, Protocol
 from wearssl.config.pretrain import TaskName
+from wearssl.config.vocabulary import PRETRAINED_ARMS, AblationArm
 
 SweepKind = Literal[
     "unlabelled_subjects", "data_ratio", "labelled_subjects", "weighted_sampling", "tasks"

@@ -7,7 +7,6 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, model_validator
 
-from wearssl.config.arms import FOREST, PRETRAINED_ARMS, ArmName
 from wearssl.config.base import (
     NAME_PATTERN,
     ConfigPath,
@@ -16,6 +15,7 @@ from wearssl.config.base import (
     WeightsSpec,
     distinct,
 )
+from wearssl.config.vocabulary import FOREST, PRETRAINED_ARMS, ArmName, WindowSeconds
 
 
 class SyntheticLabelled(StrictModel):
@@ -23,7 +23,7 @@ class SyntheticLabelled(StrictModel):
 
     subjects: int = Field(8, ge=3)
     seed: int = Field(0, ge=0)
-    window_seconds: Literal[5, 10, 30] = 10
+    window_seconds: WindowSeconds = 10
     minutes_per_activity: float = Field(1.0, gt=0)
 
 

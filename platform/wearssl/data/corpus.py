@@ -41,9 +41,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 SAMPLE_RATE_HZ = 30
-# The window lengths (s) of harnet models and labelled sets; a corpus row holds 10 s.
-WINDOW_LENGTHS = (5, 10, 30)
-WINDOW_SECONDS = 10
+WINDOW_SECONDS = 10  # a corpus row's window; other lengths: wearssl.config.vocabulary
 
 
 def window_samples(seconds: int) -> int:

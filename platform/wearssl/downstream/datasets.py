@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from wearssl.config.evaluate import Dataset, Protocol
-from wearssl.data.corpus import SAMPLE_RATE_HZ, WINDOW_LENGTHS, join, resolve, window_samples
+from wearssl.config.vocabulary import WINDOW_LENGTHS
+from wearssl.data.corpus import SAMPLE_RATE_HZ, join, resolve, window_samples
 from wearssl.data.labelled_set import (
     INFO_NAME,
     WINDOWS_NAME,

@@ -38,8 +38,8 @@ import ray
 from mlflow.entities import Metric
 
 from wearssl.config import flatten
-from wearssl.config.arms import PRETRAINED_ARMS
 from wearssl.config.evaluate import EvaluateConfig
+from wearssl.config.vocabulary import PRETRAINED_ARMS
 from wearssl.data.labelled_set import LabelledSet
 from wearssl.downstream.datasets import (
     DatasetPlan,

@@ -17,8 +17,8 @@ from typing import Any
 
 from ray import tune
 
-from wearssl.config.arms import FOREST
 from wearssl.config.evaluate import Resources
+from wearssl.config.vocabulary import FOREST
 from wearssl.downstream.datasets import dataset_digest, file_digest
 from wearssl.downstream.results import TrialRun, mean_scores, predictions_table
 from wearssl.downstream.trial import TrialOutcome, TrialSpec, run_trial

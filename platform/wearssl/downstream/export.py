@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wearssl.config.arms import NEURAL_ARMS
+from wearssl.config.vocabulary import NEURAL_ARMS
 from wearssl.data.labelled_set import LabelledSet
 from wearssl.data.splits import Fold
 from wearssl.downstream.finetune import predict_probabilities

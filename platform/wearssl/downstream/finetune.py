@@ -35,8 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wearssl.config.arms import FOREST, INITIALISED_ARMS, NEURAL_ARMS
 from wearssl.config.evaluate import Finetune
+from wearssl.config.vocabulary import FOREST, INITIALISED_ARMS, NEURAL_ARMS
 from wearssl.data.labelled_set import LabelledSet
 from wearssl.data.splits import Fold
 from wearssl.models.forest import fit_forest, predict_forest

@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
 
-from wearssl.config.arms import ARMS
+from wearssl.config.vocabulary import ARMS
 
 SCORE_COLUMNS = ("dataset", "arm", "fold", "seed", "subject", "f1_macro", "kappa", "accuracy")
 SELECTION = "selection"

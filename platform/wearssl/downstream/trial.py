@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -100,10 +99,6 @@ class TrialOutcome:
     fold: Fold
     arm: ArmOutcome
     scores: pd.DataFrame  # per test subject: subject, n_windows, f1_macro, kappa, accuracy
-
-    @property
-    def predicted(self) -> np.ndarray:
-        return self.arm.probabilities.argmax(axis=1)
 
 
 def trial_specs(

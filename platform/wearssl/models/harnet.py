@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wearssl.data.corpus import WINDOW_LENGTHS, window_samples
+from wearssl.config.vocabulary import WINDOW_LENGTHS
+from wearssl.data.corpus import window_samples
 from wearssl.infra.files import write_atomically
 
 TASK_HEADS: dict[str, str] = {

@@ -1,7 +1,9 @@
-"""The downstream protocol's arms: their names and what each starts from, in one place.
+"""The words every stage shares, each defined once: the downstream protocol's arms (their
+names and what each starts from) and the window lengths of models and labelled sets.
 
-Every other module (the job schemas, training, the results table) takes its arm lists from
-here; a new arm is added to :data:`ArmName` and to the groups it belongs to.
+Every other module (the job schemas, training, the results table, the corpus, the network)
+takes these from here; a new arm is added to :data:`ArmName` and to the groups it belongs
+to.
 """
 
 from __future__ import annotations
@@ -19,3 +21,7 @@ NEURAL_ARMS = tuple(arm for arm in ARMS if arm != FOREST)
 PRETRAINED_ARMS = ("frozen", "finetune")
 # Arms whose feature extractor starts from given weights (pre-trained or the transfer source).
 INITIALISED_ARMS = (*PRETRAINED_ARMS, "transfer")
+
+# The window lengths (s) of harnet models and labelled sets.
+WindowSeconds = Literal[5, 10, 30]
+WINDOW_LENGTHS: tuple[int, ...] = get_args(WindowSeconds)
