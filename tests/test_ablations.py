@@ -26,7 +26,6 @@ from wearssl.ablate.points import REFERENCE, trial_specs
 from wearssl.ablate.pretraining import (
     base_pretrain_config,
     check_unlabelled_points,
-    pretrain_config,
 )
 from wearssl.ablate.resources import plan_concurrency
 from wearssl.ablate.results import (
@@ -41,6 +40,7 @@ from wearssl.ablate.sweep import EXPERIMENT, run_ablation
 from wearssl.ablate.trial import RECORD_FILE, SCORES_FILE, trial_folder
 from wearssl.config import ConfigError, load_config
 from wearssl.config.ablate import AblateConfig
+from wearssl.config.base import with_settings
 from wearssl.data import sampler as epochs
 from wearssl.data.splits import protocol_folds
 from wearssl.data.synthetic import synthetic_labelled_set
@@ -237,7 +237,7 @@ def test_concurrency_leaves_the_data_cpus_free_and_refuses_more():
     )
     with pytest.raises(ResourcePlanError, match="budget.max_concurrent_trials=3"):
         plan_concurrency(crowded, pretrain, two_cpus)
-    starved = pretrain_config(pretrain, {"sampling.read_cpus": 1.0}, "test")
+    starved = with_settings(pretrain, {"sampling.read_cpus": 1.0}, "test")
     with pytest.raises(ResourcePlanError, match="read_cpus"):
         plan_concurrency(cfg, starved, two_cpus)
 

@@ -3,7 +3,6 @@ trial's own config, and the pre-training stage of a trial."""
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -12,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 from ray.train import Checkpoint
 
 from wearssl.ablate.points import AblationTrial, sweep_points
 from wearssl.config import ConfigError, load_config
 from wearssl.config.ablate import AblateConfig
-from wearssl.config.base import apply_override, describe_errors, roots_context
+from wearssl.config.base import with_settings
 from wearssl.config.pretrain import PretrainConfig
 from wearssl.data import corpus
 from wearssl.data import sampler as epochs
@@ -48,24 +46,7 @@ def base_pretrain_config(cfg: AblateConfig, uri: str, experiment: str) -> Pretra
     if cap is not None:
         current = pretrain.optim.max_steps_per_epoch
         settings["optim.max_steps_per_epoch"] = cap if current is None else min(current, cap)
-    return pretrain_config(pretrain, settings, "pretrain")
-
-
-def pretrain_config(
-    base: PretrainConfig,
-    settings: dict[str, Any],
-    source: str,
-    roots: list[str] | None = None,
-) -> PretrainConfig:
-    """``base`` with dotted-key ``settings`` applied, validated; its paths within ``roots``
-    (None: this process's, see :mod:`wearssl.config.roots`)."""
-    data = copy.deepcopy(base.model_dump(mode="json"))
-    for dotted, value in settings.items():
-        apply_override(data, dotted.split("."), value)
-    try:
-        return PretrainConfig.model_validate(data, context=roots_context(roots))
-    except ValidationError as err:
-        raise ConfigError(describe_errors(err, source)) from None
+    return with_settings(pretrain, settings, "pretrain")
 
 
 def check_unlabelled_points(cfg: AblateConfig, pretrain: PretrainConfig, root: str) -> None:
@@ -115,7 +96,7 @@ def trial_pretrain_config(
     # A trial runs in Tune's trial folder, maybe on another node: the driver's roots decide
     # (the driver checked every trial's config), plus the folder relative paths resolve in.
     roots = None if plan.roots is None else [*plan.roots, os.getcwd()]
-    return pretrain_config(plan.base, settings, f"trial {spec.key}", roots)
+    return with_settings(plan.base, settings, f"trial {spec.key}", roots)
 
 
 def pretrain_stage(

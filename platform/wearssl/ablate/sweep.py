@@ -46,7 +46,6 @@ from wearssl.ablate.pretraining import (
     PretrainPlan,
     base_pretrain_config,
     check_unlabelled_points,
-    pretrain_config,
     trial_pretrain_config,
 )
 from wearssl.ablate.resources import plan_concurrency, trial_resources
@@ -66,6 +65,7 @@ from wearssl.ablate.trial import (
 )
 from wearssl.config import flatten
 from wearssl.config.ablate import AblateConfig
+from wearssl.config.base import with_settings
 from wearssl.config.pretrain import PretrainConfig
 from wearssl.config.roots import default_roots
 from wearssl.data import corpus
@@ -170,7 +170,7 @@ def prepare_pretraining(cfg: AblateConfig, uri: str) -> PretrainConfig:
     subject counts checked against the corpus."""
     pretrain = base_pretrain_config(cfg, uri, EXPERIMENT)
     root = ensure_corpus(pretrain)
-    pretrain = pretrain_config(pretrain, {"corpus": root}, "pretrain")
+    pretrain = with_settings(pretrain, {"corpus": root}, "pretrain")
     check_unlabelled_points(cfg, pretrain, root)
     return pretrain
 
