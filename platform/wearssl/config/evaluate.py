@@ -15,7 +15,7 @@ from wearssl.config.base import (
     WeightsSpec,
     distinct,
 )
-from wearssl.config.vocabulary import FOREST, PRETRAINED_ARMS, ArmName, WindowSeconds
+from wearssl.config.vocabulary import FOREST, PRETRAINED_ARMS, TRANSFER, ArmName, WindowSeconds
 
 
 class SyntheticLabelled(StrictModel):
@@ -142,7 +142,7 @@ class EvaluateConfig(StrictModel):
         needing = [arm for arm in self.arms if arm in PRETRAINED_ARMS]
         if needing and self.pretrained is None:
             raise ValueError(f"arms {needing} need 'pretrained' (a weights spec)")
-        if "transfer" in self.arms and self.transfer_source is None:
+        if TRANSFER in self.arms and self.transfer_source is None:
             raise ValueError("arm 'transfer' needs 'transfer_source' (a labelled set)")
         return self
 

@@ -16,11 +16,12 @@ AblationArm = Literal["forest", "scratch", "frozen", "finetune"]
 
 ARMS: tuple[str, ...] = get_args(ArmName)  # also the order of arms in tables
 FOREST = "forest"
+TRANSFER = "transfer"
 NEURAL_ARMS = tuple(arm for arm in ARMS if arm != FOREST)
 # Arms whose feature extractor starts from the pre-trained weights of the job.
 PRETRAINED_ARMS = ("frozen", "finetune")
 # Arms whose feature extractor starts from given weights (pre-trained or the transfer source).
-INITIALISED_ARMS = (*PRETRAINED_ARMS, "transfer")
+INITIALISED_ARMS = (*PRETRAINED_ARMS, TRANSFER)
 
 # The window lengths (s) of harnet models and labelled sets.
 WindowSeconds = Literal[5, 10, 30]

@@ -39,7 +39,7 @@ from mlflow.entities import Metric
 
 from wearssl.config import flatten
 from wearssl.config.evaluate import EvaluateConfig
-from wearssl.config.vocabulary import PRETRAINED_ARMS
+from wearssl.config.vocabulary import PRETRAINED_ARMS, TRANSFER
 from wearssl.data.labelled_set import LabelledSet
 from wearssl.downstream.datasets import (
     DatasetPlan,
@@ -142,7 +142,7 @@ class Inputs:
         """The weights file each initialised arm of ``arms`` starts from."""
         init = {arm: str(self.pretrained) for arm in PRETRAINED_ARMS if arm in arms}
         if self.transfer_source is not None:
-            init["transfer"] = str(self.transfer_source.model)
+            init[TRANSFER] = str(self.transfer_source.model)
         return init
 
 
@@ -161,7 +161,7 @@ def prepare_inputs(cfg: EvaluateConfig, output: Path, uri: str) -> Inputs:
             check_weights_fit(data, f"the pre-trained weights {cfg.pretrained!r}", pretrained)
         plans[dataset.name], datasets[dataset.name] = plan, data
     transfer_source = None
-    if "transfer" in cfg.arms:
+    if TRANSFER in cfg.arms:
         windows = {data.window_seconds for data in datasets.values()}
         transfer_source = plan_transfer_source(cfg, output, windows)
     settings = TrialSettings(

@@ -12,13 +12,13 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-import torch
 
 from wearssl.config.vocabulary import NEURAL_ARMS
 from wearssl.data.labelled_set import LabelledSet
 from wearssl.data.splits import Fold
 from wearssl.downstream.finetune import predict_probabilities
 from wearssl.downstream.results import TrialRun, validation_loss
+from wearssl.infra.mlflow_runs import log_model
 from wearssl.models.export import CLASSIFIER_FILE, load_classifier, save_prediction_model
 from wearssl.models.harnet import HarNet
 from wearssl.models.hmm import HmmParams, fit_hmm, label_sequences
@@ -117,16 +117,8 @@ def register_export(
         shutil.copyfile(exported.path, Path(staging) / name)
         client.log_artifact(run_id, str(Path(staging) / name), artifact_path=folder)
     model, _ = load_classifier(exported.path)
-    mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(
-            model,
-            name="model",
-            registered_model_name=registered_name,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            serialization_format="pickle",
-        )
+    version = log_model(run_id, model, registered_name, uri)
     if registered_name:
         exported.registered_name = registered_name
-        exported.registered_version = str(info.registered_model_version)
+        exported.registered_version = version
     return exported

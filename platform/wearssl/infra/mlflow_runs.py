@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import torch
 import yaml
 from mlflow.entities import Metric, Param
 from pydantic import BaseModel
+from torch import nn
 
 from wearssl.infra import tracking
 from wearssl.infra.files import write_json
@@ -55,6 +57,21 @@ def log_config(client: mlflow.MlflowClient, run_id: str, config: BaseModel) -> N
         path = Path(staging) / CONFIG_ARTIFACT
         path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         client.log_artifact(run_id, str(path))
+
+
+def log_model(run_id: str, model: nn.Module, registered_name: str | None, uri: str) -> str | None:
+    """Log ``model`` to run ``run_id`` as an ``mlflow.pytorch`` model named ``model``,
+    registered under ``registered_name`` when given; the registered version or None."""
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(
+            model,
+            name="model",
+            registered_model_name=registered_name,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            serialization_format="pickle",
+        )
+    return str(info.registered_model_version) if registered_name else None
 
 
 def recorded_run(client: mlflow.MlflowClient, record: Path, uri: str) -> str | None:
