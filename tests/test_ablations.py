@@ -19,12 +19,32 @@ import ray
 import yaml
 from mlflow import MlflowClient
 
-from wearssl.ablate import sweep as ablations
+from wearssl.ablate import trial as ablation_trial
+from wearssl.ablate.evaluation import SCORE_SUMMARY, score_summary
+from wearssl.ablate.plots import plot_sweep
+from wearssl.ablate.points import REFERENCE, trial_specs
+from wearssl.ablate.pretraining import (
+    base_pretrain_config,
+    check_unlabelled_points,
+)
+from wearssl.ablate.resources import plan_concurrency
+from wearssl.ablate.results import (
+    max_overlap,
+    overlapping_pairs,
+    scores_table,
+    summary_markdown,
+    sweep_summary,
+    trials_table,
+)
+from wearssl.ablate.sweep import EXPERIMENT, run_ablation
+from wearssl.ablate.trial import RECORD_FILE, SCORES_FILE, trial_folder
 from wearssl.config import ConfigError, load_config
 from wearssl.config.ablate import AblateConfig
+from wearssl.config.base import with_settings
 from wearssl.data import sampler as epochs
 from wearssl.data.splits import protocol_folds
 from wearssl.data.synthetic import synthetic_labelled_set
+from wearssl.downstream.datasets import with_training_subjects
 from wearssl.infra.ray_runtime import ResourcePlanError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,12 +97,12 @@ def write_config(path: Path, config: dict) -> Path:
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_shipped_configs_load_and_plan_one_trial_per_point_and_seed(path):
     cfg = load_config(AblateConfig, path)
-    specs = ablations.trial_specs(cfg)
-    points = [s for s in specs if s["role"] == "point"]
+    specs = trial_specs(cfg)
+    points = [s for s in specs if s.role == "point"]
     n_points = len(cfg.sweep.values) * (len(cfg.sweep.series.values) if cfg.sweep.series else 1)
     assert len(points) == n_points * cfg.sweep.seeds
-    assert len({s["key"] for s in specs}) == len(specs)
-    assert all(not set(s["arms"]) & {"forest", "scratch"} for s in points if cfg.sweep.pretrains)
+    assert len({s.key for s in specs}) == len(specs)
+    assert all(not set(s.arms) & {"forest", "scratch"} for s in points if cfg.sweep.pretrains)
 
 
 def test_paper_sweeps_cover_the_papers_points():
@@ -131,10 +151,10 @@ def test_subject_counts_beyond_the_corpus_are_refused(synthetic_corpus):
     cfg = load_config(
         AblateConfig, REPO / "configs" / "ablate" / "mini.yaml", ["sweep.values=[2, 8]"]
     )
-    pretrain = ablations.base_pretrain_config(cfg, "sqlite:///unused.db")
+    pretrain = base_pretrain_config(cfg, "sqlite:///unused.db", EXPERIMENT)
     with pytest.raises(ConfigError, match=r"\[8\].*the 5 training subjects"):
-        ablations.check_unlabelled_points(cfg, pretrain, synthetic_corpus)
-    ablations.check_unlabelled_points(
+        check_unlabelled_points(cfg, pretrain, synthetic_corpus)
+    check_unlabelled_points(
         load_config(
             AblateConfig, REPO / "configs" / "ablate" / "mini.yaml", ["sweep.values=[2, 5]"]
         ),
@@ -158,11 +178,11 @@ def test_unlabelled_subject_points_are_nested_and_ratios_are_prefixes(seed):
     cfg = load_config(AblateConfig, REPO / "configs" / "ablate" / "mini.yaml")
     days = fake_days(40)
     subsets = {}
-    for spec in ablations.trial_specs(cfg):
-        if spec["role"] != "point":
+    for spec in trial_specs(cfg):
+        if spec.role != "point":
             continue
-        settings = spec["pretrain"]
-        subsets[spec["key"]] = epochs.subset(
+        settings = spec.pretrain
+        subsets[spec.key] = epochs.subset(
             days, settings["subset.subjects"], settings["subset.data_ratio"], seed
         )
     for ratio in ("0.5", "1"):
@@ -184,9 +204,7 @@ def test_labelled_subject_points_are_nested_within_each_fold_and_keep_its_test_s
     data = synthetic_labelled_set(12, seed=0, window_seconds=5, minutes_per_activity=0.2)
     for fold in protocol_folds(data.subjects)[:3]:
         for seed in (0, 1):
-            drawn = [
-                ablations.with_training_subjects(data.subjects, fold, n, seed) for n in (1, 2, 4, 8)
-            ]
+            drawn = [with_training_subjects(data.subjects, fold, n, seed) for n in (1, 2, 4, 8)]
             sets = [set(data.subjects[f.train]) for f in drawn]
             assert [len(s) for s in sets] == [1, 2, 4, 8]
             assert all(a < b for a, b in zip(sets, sets[1:], strict=False))
@@ -195,9 +213,7 @@ def test_labelled_subject_points_are_nested_within_each_fold_and_keep_its_test_s
                 np.testing.assert_array_equal(reduced.test, fold.test)
                 np.testing.assert_array_equal(reduced.val, fold.val)
         draws = {
-            frozenset(
-                data.subjects[ablations.with_training_subjects(data.subjects, fold, 2, s).train]
-            )
+            frozenset(data.subjects[with_training_subjects(data.subjects, fold, 2, s).train])
             for s in range(6)
         }
         assert len(draws) > 1
@@ -208,46 +224,44 @@ def test_labelled_subject_points_are_nested_within_each_fold_and_keep_its_test_s
 
 def test_concurrency_leaves_the_data_cpus_free_and_refuses_more():
     cfg = load_config(AblateConfig, REPO / "configs" / "ablate" / "mini.yaml")
-    pretrain = ablations.base_pretrain_config(cfg, "sqlite:///unused.db")
+    pretrain = base_pretrain_config(cfg, "sqlite:///unused.db", EXPERIMENT)
     two_cpus = {"CPU": 2.0}
-    assert ablations.plan_concurrency(cfg, pretrain, two_cpus) == 2
+    assert plan_concurrency(cfg, pretrain, two_cpus) == 2
     unbounded = cfg.model_copy(
         update={"budget": cfg.budget.model_copy(update={"max_concurrent_trials": None})}
     )
-    assert ablations.plan_concurrency(unbounded, pretrain, two_cpus) == 2
-    assert ablations.plan_concurrency(unbounded, pretrain, {"CPU": 8.0}) == 14
+    assert plan_concurrency(unbounded, pretrain, two_cpus) == 2
+    assert plan_concurrency(unbounded, pretrain, {"CPU": 8.0}) == 14
     crowded = cfg.model_copy(
         update={"budget": cfg.budget.model_copy(update={"max_concurrent_trials": 3})}
     )
     with pytest.raises(ResourcePlanError, match="budget.max_concurrent_trials=3"):
-        ablations.plan_concurrency(crowded, pretrain, two_cpus)
-    starved = ablations.pretrain_config(
-        pretrain.model_dump(mode="json"), {"sampling.read_cpus": 1.0}, "test"
-    )
+        plan_concurrency(crowded, pretrain, two_cpus)
+    starved = with_settings(pretrain, {"sampling.read_cpus": 1.0}, "test")
     with pytest.raises(ResourcePlanError, match="read_cpus"):
-        ablations.plan_concurrency(cfg, starved, two_cpus)
+        plan_concurrency(cfg, starved, two_cpus)
 
 
 def test_trial_overlap_counts():
     intervals = [(0.0, 10.0), (5.0, 15.0), (9.0, 12.0), (20.0, 30.0)]
-    assert ablations.max_overlap(intervals) == 3
-    assert ablations.overlapping_pairs(intervals) == 3
-    assert ablations.max_overlap([(0.0, 1.0), (1.0, 2.0)]) == 1
-    assert ablations.overlapping_pairs([(0.0, 1.0), (1.0, 2.0)]) == 0
+    assert max_overlap(intervals) == 3
+    assert overlapping_pairs(intervals) == 3
+    assert max_overlap([(0.0, 1.0), (1.0, 2.0)]) == 1
+    assert overlapping_pairs([(0.0, 1.0), (1.0, 2.0)]) == 0
 
 
 # ---------------------------------------------------------------- results from records
 
 
-def fake_record(sweep_dir: Path, spec: dict, f1: list[float], start: float) -> dict:
-    folder = ablations.trial_folder(sweep_dir, spec)
+def fake_record(sweep_dir: Path, spec, f1: list[float], start: float) -> dict:
+    folder = trial_folder(sweep_dir, spec.stem)
     folder.mkdir(parents=True)
     rows = [
         {
             "dataset": "synthetic",
             "arm": arm,
             "fold": "loso-0",
-            "seed": spec["seed"],
+            "seed": spec.seed,
             "subject": f"s{i}",
             "n_windows": 10,
             "f1_macro": value,
@@ -255,25 +269,22 @@ def fake_record(sweep_dir: Path, spec: dict, f1: list[float], start: float) -> d
             "accuracy": value + 0.05,
             "n_train": 40,
         }
-        for arm in spec["arms"]
+        for arm in spec.arms
         for i, value in enumerate(f1)
     ]
     scores = pd.DataFrame(rows)
-    scores.to_csv(folder / ablations.SCORES_FILE, index=False)
+    scores.to_csv(folder / SCORES_FILE, index=False)
     (folder / "executions").mkdir()
     (folder / "executions" / "a.json").write_text("{}")
-    summary = ablations.score_summary(scores)
+    summary = score_summary(scores)
     return {
-        **{k: spec[k] for k in ("key", "stem", "role", "point", "seed", "arms")},
-        "training_subjects": spec["training_subjects"],
+        **spec.labels(),
         "run_id": "r",
         "pretrain": None,
         "started_at": start,
         "eval_wall_s": 1.0,
         "finished_at": start + 10.0,
-        "summary": summary[["dataset", "arm", "n_subjects", *ablations.SCORE_SUMMARY]].to_dict(
-            "records"
-        ),
+        "summary": summary[["dataset", "arm", "n_subjects", *SCORE_SUMMARY]].to_dict("records"),
     }
 
 
@@ -283,24 +294,24 @@ def test_results_table_plot_and_summary_from_trial_records(tmp_path):
         REPO / "configs" / "ablate" / "mini.yaml",
         ["sweep.values=[4, 16]", "sweep.series.values=[1.0]"],
     )
-    specs = ablations.trial_specs(cfg)
+    specs = trial_specs(cfg)
     f1 = {"subjects4_ratio1/seed0": [0.4, 0.6], "subjects16_ratio1/seed0": [0.7, 0.9]}
     records = [
-        fake_record(tmp_path, spec, f1.get(spec["key"], [0.3, 0.5]), start=5.0 * i)
+        fake_record(tmp_path, spec, f1.get(spec.key, [0.3, 0.5]), start=5.0 * i)
         for i, spec in enumerate(specs)
     ]
-    trials = ablations.trials_table(records, cfg.sweep.kind, tmp_path)
-    scores = ablations.scores_table(records, cfg.sweep.kind, tmp_path)
-    summary = ablations.sweep_summary(scores)
+    trials = trials_table(records, cfg.sweep.kind, tmp_path)
+    scores = scores_table(records, cfg.sweep.kind, tmp_path)
+    summary = sweep_summary(scores)
     point = summary.set_index(["x_label", "arm"])
     assert point.loc[("4", "finetune"), "f1_mean"] == pytest.approx(0.5)
     assert point.loc[("16", "finetune"), "f1_mean"] == pytest.approx(0.8)
     assert point.loc[("16", "finetune"), "f1_sd"] == pytest.approx(np.std([0.7, 0.9], ddof=1))
-    assert point.loc[(ablations.REFERENCE, "scratch"), "f1_mean"] == pytest.approx(0.4)
+    assert point.loc[(REFERENCE, "scratch"), "f1_mean"] == pytest.approx(0.4)
     assert set(trials["executions"]) == {1}
-    plot = ablations.plot_sweep(summary, cfg, tmp_path / "results" / "f1.png")
+    plot = plot_sweep(summary, cfg, tmp_path / "results" / "f1.png")
     assert plot.stat().st_size > 10_000
-    markdown = ablations.summary_markdown(cfg, summary, trials, 42.0, plot)
+    markdown = summary_markdown(cfg, summary, trials, 42.0, plot)
     assert "| 16 (data_ratio 1) | 0.800 ± 0.141 | — |" in markdown
     assert "at most 2 trials at once" in markdown
     assert "![F1 against unlabelled_subjects](f1.png)" in markdown
@@ -330,13 +341,23 @@ def mini_overrides(corpus: str, tmp_path: Path) -> list[str]:
 def test_mini_sweep_runs_trials_concurrently_retries_and_tracks_them(
     ray_local, synthetic_corpus, sqlite_tracking, tmp_path, monkeypatch
 ):
-    monkeypatch.setenv(ablations.FAIL_ONCE_ENV, "subjects2/seed0")
+    failed_once = tmp_path / "failed-once"
+    evaluate_in_task = ablation_trial.evaluate_in_task
+
+    def fail_once(plan, spec, init):
+        """The first evaluation of trial subjects2/seed0 fails (Tune retries the trial)."""
+        if spec.key == "subjects2/seed0" and not failed_once.exists():
+            failed_once.touch()
+            raise RuntimeError(f"failure injected into trial {spec.key}")
+        return evaluate_in_task(plan, spec, init)
+
+    monkeypatch.setattr(ablation_trial, "evaluate_in_task", fail_once)
     cfg = load_config(
         AblateConfig,
         REPO / "configs" / "ablate" / "mini.yaml",
         mini_overrides(synthetic_corpus, tmp_path),
     )
-    result = ablations.run_ablation(cfg)
+    result = run_ablation(cfg)
     print(result.summary())
 
     trials = result.trials.drop_duplicates("trial").set_index("trial")
@@ -344,7 +365,7 @@ def test_mini_sweep_runs_trials_concurrently_retries_and_tracks_them(
     assert trials.loc["subjects2/seed0", "executions"] == 2  # failed once, retried
     assert trials.loc["subjects4/seed0", "executions"] == 1
     intervals = list(zip(trials["started_at"], trials["finished_at"], strict=True))
-    assert ablations.max_overlap(intervals) == 2
+    assert max_overlap(intervals) == 2
     assert (result.summary_table["f1_mean"].between(0, 1)).all()
 
     client = MlflowClient(tracking_uri=sqlite_tracking)
@@ -391,7 +412,7 @@ def run_job_process(config: Path, address: str) -> subprocess.Popen:
 
 
 def records(output: Path) -> list[Path]:
-    return sorted(output.glob("*/trials/*/" + ablations.RECORD_FILE))
+    return sorted(output.glob("*/trials/*/" + RECORD_FILE))
 
 
 def wait_for_free_cpus(total: float, timeout_s: float = 120) -> None:
@@ -426,7 +447,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(
     assert 1 <= len(finished_before) < 3
     wait_for_free_cpus(ray.cluster_resources()["CPU"])
 
-    result = ablations.run_ablation(load_config(AblateConfig, path))
+    result = run_ablation(load_config(AblateConfig, path))
     print(result.summary())
     trials = result.trials.drop_duplicates("trial").set_index("trial")
     assert len(trials) == 3
@@ -461,7 +482,7 @@ def test_more_labelled_subjects_give_the_forest_a_higher_f1(ray_local, sqlite_tr
         ],
     }
     path = write_config(tmp_path / "labelled.yaml", labelled_config(tmp_path, **changes))
-    result = ablations.run_ablation(load_config(AblateConfig, path))
+    result = run_ablation(load_config(AblateConfig, path))
     f1 = result.summary_table.set_index("x")["f1_mean"]
     assert f1.loc[7] > f1.loc[1] + 0.1, f1
     assert set(result.trials.drop_duplicates("trial")["x"]) == {1, 7}
@@ -473,7 +494,7 @@ def test_more_labelled_subjects_give_scratch_a_higher_f1(ray_local, sqlite_track
     handful of steps left both points near chance, where their order is a coin toss."""
     changes = {"evaluation.finetune.max_epochs": 10, "evaluation.finetune.patience": 10}
     path = write_config(tmp_path / "labelled.yaml", labelled_config(tmp_path, **changes))
-    result = ablations.run_ablation(load_config(AblateConfig, path))
+    result = run_ablation(load_config(AblateConfig, path))
     print(result.summary())
     f1 = result.summary_table.set_index("x")["f1_mean"]
     assert f1.loc[7] > f1.loc[1]

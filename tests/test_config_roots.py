@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from wearssl.ablate import sweep as ablations
+from wearssl.ablate.points import AblationTrial
+from wearssl.ablate.pretraining import PretrainPlan, trial_pretrain_config
 from wearssl.config import ConfigError, load_config
 from wearssl.config.ablate import AblateConfig
 from wearssl.config.evaluate import EvaluateConfig
@@ -369,22 +371,31 @@ def test_ablation_trials_check_against_the_drivers_roots(
     """A trial runs in Tune's trial folder, maybe on another node whose environment lacks
     the driver's roots: the roots the driver put in the trial context decide."""
     monkeypatch.chdir(workspace)
-    base = load_config(PretrainConfig, None, ["corpus=inside/corpus"]).model_dump(mode="json")
+    base = load_config(PretrainConfig, None, ["corpus=inside/corpus"])
     trial_folder = tmp_path / "trial-folder"
     trial_folder.mkdir()
     monkeypatch.chdir(trial_folder)
     monkeypatch.delenv(STORAGE_ENV, raising=False)
     monkeypatch.delenv(ROOTS_ENV, raising=False)
-    spec = {"pretrain": {"subset.subjects": 4}, "stem": "s4", "seed": 0, "key": "subjects=4"}
-    context = {
-        "experiment": "mini-0123456789",
-        "pretrain_base": base,
-        "pretrain_storage": f"{BUCKET_ROOT}/runs/pretrain",
-        "roots": [str(workspace), BUCKET_ROOT],
-    }
-    cfg = ablations.trial_pretrain_config(context, spec)
+    spec = AblationTrial(
+        key="subjects=4",
+        stem="s4",
+        role="point",
+        point={"unlabelled_subjects": 4},
+        seed=0,
+        arms=("finetune",),
+        pretrain={"subset.subjects": 4},
+        training_subjects=None,
+    )
+    plan = PretrainPlan(
+        base,
+        experiment="mini-0123456789",
+        storage=f"{BUCKET_ROOT}/runs/pretrain",
+        roots=(str(workspace), BUCKET_ROOT),
+    )
+    cfg = trial_pretrain_config(plan, spec)
     assert cfg.runtime.storage_path == f"{BUCKET_ROOT}/runs/pretrain"
     assert cfg.subset.subjects == 4
     for outside in ("/etc", "s3://other-bucket/runs"):
         with pytest.raises(ConfigError, match="trial subjects=4: key 'runtime.storage_path'"):
-            ablations.trial_pretrain_config({**context, "pretrain_storage": outside}, spec)
+            trial_pretrain_config(replace(plan, storage=outside), spec)

@@ -21,29 +21,27 @@ from sklearn.metrics import f1_score
 from test_finetune import LEARNABLE_LABELS, learnable_set, one_torch_thread
 from wearssl.cli import main
 from wearssl.config import ConfigError, load_config
-from wearssl.config.evaluate import EvaluateConfig, Finetune
+from wearssl.config.evaluate import EvaluateConfig, Finetune, Protocol
 from wearssl.data.labelled_set import write_labelled_set
 from wearssl.data.privacy import KEY_ENV
 from wearssl.data.splits import Fold, protocol_folds
 from wearssl.data.synthetic import synth_recording
-from wearssl.downstream.evaluate import (
-    FAIL_TRIALS_ENV,
-    MODEL_FILE,
+from wearssl.downstream import evaluate_trials
+from wearssl.downstream.datasets import DatasetPlan, check_weights_fit
+from wearssl.downstream.evaluate import run_evaluation
+from wearssl.downstream.evaluate_trials import decisive_inputs, trial_folder
+from wearssl.downstream.export import export_best_model
+from wearssl.downstream.finetune import train_transfer_source
+from wearssl.downstream.results import (
     TrialRun,
-    TrialsFailed,
-    check_weights_fit,
-    experiment_name,
-    export_best_model,
-    failure_line,
     predictions_table,
-    run_evaluation,
     scores_from_predictions,
     select_runs,
-    trial_folder,
-    trial_specs,
-    write_parquet,
 )
-from wearssl.downstream.finetune import train_transfer_source
+from wearssl.downstream.trial import TrialSettings, TrialSpec, trial_specs
+from wearssl.downstream.tune_run import TrialsFailed, experiment_name, failure_line
+from wearssl.infra.files import write_parquet
+from wearssl.models.export import CLASSIFIER_FILE
 from wearssl.models.harnet import CheckpointError, harnet, load_checkpoint, save_checkpoint
 from wearssl.models.hmm import checkpoint_hmm
 from wearssl.models.resolve import (
@@ -205,32 +203,40 @@ def test_shipped_configs_are_valid():
         assert cfg.datasets and cfg.arms
 
 
-def test_every_dataset_arm_fold_and_seed_is_one_trial():
-    folds = {"a": [Fold(f"f{i}", *(np.arange(1),) * 3) for i in range(3)], "b": []}
-    specs = trial_specs(folds, ["forest", "scratch"], seeds=2)
+SETTINGS = TrialSettings(Protocol(), Finetune(), n_estimators=10)
+
+
+def forest_spec(path: str = "/data/target", fold: str = "loso-2", index: int = 2) -> TrialSpec:
+    return TrialSpec(DatasetPlan("target", path), "forest", fold, index, 0, SETTINGS)
+
+
+def test_every_arm_fold_and_seed_of_a_dataset_is_one_trial():
+    folds = [Fold(f"f{i}", *(np.arange(1),) * 3) for i in range(3)]
+    plan = DatasetPlan("a", "/data/a")
+    init = {"finetune": "/weights.pt"}
+    specs = trial_specs(plan, folds, ["forest", "finetune"], [0, 1], SETTINGS, init)
     assert len(specs) == 3 * 2 * 2
-    keys = {(s["dataset"], s["arm"], s["fold"], s["seed"]) for s in specs}
-    assert len(keys) == len(specs)
+    assert len({spec.key for spec in specs}) == len(specs)
+    assert {spec.init for spec in specs if spec.arm == "finetune"} == {"/weights.pt"}
+    assert {spec.init for spec in specs if spec.arm == "forest"} == {None}
 
 
 def test_experiment_name_follows_what_decides_the_results(tmp_path):
     write_labelled_set(str(tmp_path / "target"), learnable_set(n_subjects=3, per_class=2))
-    context = {
-        "datasets": {"target": {"path": str(tmp_path / "target"), "subjects": None, "init": {}}},
-        "protocol": {},
-        "finetune": Finetune().model_dump(),
-        "forest": {"n_estimators": 10},
-    }
-    cfg = EvaluateConfig.model_validate(config_dict(tmp_path))
-    specs = [{"dataset": "target", "arm": "forest", "fold": "loso-0", "fold_index": 0, "seed": 0}]
-    name = experiment_name(cfg, context, specs)
-    assert name.startswith("t-") and name == experiment_name(cfg, context, specs)
-    changed = {**context, "finetune": Finetune(lr=1e-3).model_dump()}
-    assert experiment_name(cfg, changed, specs) != name
+    specs = [forest_spec(str(tmp_path / "target"), "loso-0", 0)]
+    name = experiment_name("t", decisive_inputs(specs))
+    assert name.startswith("t-") and name == experiment_name("t", decisive_inputs(specs))
+    faster = replace(SETTINGS, finetune=Finetune(lr=1e-3))
+    changed = [replace(spec, settings=faster) for spec in specs]
+    assert experiment_name("t", decisive_inputs(changed)) != name
+    threads = [replace(spec, settings=replace(SETTINGS, threads=4)) for spec in specs]
+    assert experiment_name("t", decisive_inputs(threads)) == name
+    write_labelled_set(str(tmp_path / "target"), learnable_set(n_subjects=3, per_class=3))
+    assert experiment_name("t", decisive_inputs(specs)) != name
 
 
 def test_a_failed_trial_is_named_with_its_error_even_without_a_config():
-    spec = {"dataset": "target", "arm": "forest", "fold": "loso-2", "fold_index": 2, "seed": 0}
+    spec = forest_spec()
     by_folder = {trial_folder(spec): spec}
     # what Tune gives for a trial whose actor failed before its first report
     failed = tune.Result(
@@ -242,7 +248,7 @@ def test_a_failed_trial_is_named_with_its_error_even_without_a_config():
     assert failed.config is None
     assert failure_line(failed, by_folder) == "target/forest/loso-2/s0: ValueError: bad window"
     # a folder not named after a trial: the trial's config, else the folder itself
-    configured = replace(failed, metrics={"config": {"trial": spec}}, path="/s/e/f_00002")
+    configured = replace(failed, metrics={"config": {"trial": spec.key}}, path="/s/e/f_00002")
     assert failure_line(configured, by_folder).startswith("target/forest/loso-2/s0: ")
     bare = replace(failed, error=RuntimeError(), path="/s/e/f_00002")
     assert failure_line(bare, by_folder) == "/s/e/f_00002: RuntimeError"
@@ -328,7 +334,10 @@ def export_candidates(tmp_path: Path) -> tuple:
         folder = tmp_path / f"{arm}-{fold}"
         torch.manual_seed(int(loss * 10))
         save_checkpoint(
-            folder / MODEL_FILE, harnet(5, n_classes=3), window_seconds=5, labels=LEARNABLE_LABELS
+            folder / CLASSIFIER_FILE,
+            harnet(5, n_classes=3),
+            window_seconds=5,
+            labels=LEARNABLE_LABELS,
         )
         record = {
             "dataset": "d",
@@ -357,7 +366,7 @@ def test_export_takes_the_best_neural_arm_and_its_best_trial(tmp_path):
         "window_samples": 150,
     }
     assert content["arm"] == "finetune" and content["dataset"] == "d"
-    source = load_checkpoint(tmp_path / "finetune-f1" / MODEL_FILE)["state_dict"]
+    source = load_checkpoint(tmp_path / "finetune-f1" / CLASSIFIER_FILE)["state_dict"]
     assert all(torch.equal(source[k], v) for k, v in content["state_dict"].items())
     forest_only = summary[summary["arm"] == "forest"]
     assert export_best_model(data, folds, forest_only, runs, tmp_path) is None
@@ -561,10 +570,17 @@ def test_interrupted_evaluation_resumes_without_repeating_finished_trials(
         )
     )
     failing = "target/forest/loso-2/s0"
-    monkeypatch.setenv(FAIL_TRIALS_ENV, failing)
+
+    def fail_one_trial(spec):
+        if spec.key == failing:
+            raise RuntimeError(f"failure injected into trial {spec.key}")
+        return run_trial(spec)
+
+    run_trial = evaluate_trials.run_trial
+    monkeypatch.setattr(evaluate_trials, "run_trial", fail_one_trial)
     with pytest.raises(TrialsFailed, match=f"{failing}: RuntimeError: failure injected"):
         run_evaluation(cfg)
-    monkeypatch.delenv(FAIL_TRIALS_ENV)
+    monkeypatch.undo()
     result = run_evaluation(cfg)
     assert len(result.trials) == 4
     attempts = tmp_path / "out" / "t" / "trials" / "target" / "attempts"

@@ -14,26 +14,13 @@ import torch.nn.functional as F
 from wearssl.config import ConfigError, load_config
 from wearssl.config.explain import Attribution, ExplainConfig, LabelledWindows, Masking
 from wearssl.data.labelled_set import LabelledSet, write_labelled_set
-from wearssl.explain.attribution import (
-    METHODS,
-    RANDOM_ORDER,
-    area_between,
-    attribute,
-    example_forms,
-    explain_chunk,
-    explain_windows,
-    explained_network,
-    labelled_windows,
-    load_explained_model,
-    lrp,
-    mask_time_points,
-    model_heads,
-    prediction_confidence,
-    pretext_windows,
-    run_explain,
-    time_scores,
-    top_time_points,
-)
+from wearssl.explain.attribution import load_explained_model, run_explain
+from wearssl.explain.explanation import RANDOM_ORDER, explain_chunk, explain_windows
+from wearssl.explain.masking import area_between, mask_time_points, time_scores, top_time_points
+from wearssl.explain.network import explained_network, model_heads, prediction_confidence
+from wearssl.explain.plots import example_forms
+from wearssl.explain.relevance import METHODS, attribute, lrp
+from wearssl.explain.windows import labelled_windows, pretext_windows
 from wearssl.models.harnet import CheckpointError, harnet, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from wearssl.models.harnet import CheckpointError, harnet, load_checkpoint, save_checkpoint
+from wearssl.models.export import save_prediction_model
+from wearssl.models.harnet import CheckpointError, harnet, load_checkpoint
 from wearssl.models.hmm import (
     HMM_KEY,
     HmmParams,
-    attach_hmm,
     checkpoint_hmm,
     fit_hmm,
     label_sequences,
@@ -176,31 +176,37 @@ def test_plain_round_trip() -> None:
         np.testing.assert_allclose(getattr(back, name), getattr(params, name))
 
 
-@pytest.fixture(scope="module")
-def classifier_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("hmm") / "model.pt"
-    save_checkpoint(
-        path, harnet(5, n_classes=3), window_seconds=5, labels=["a", "b", "c"], extra={"arm": "x"}
-    )
-    return path
-
-
-def test_attach_hmm_stores_plain_lists_readable_with_weights_only(
-    classifier_checkpoint: Path,
+def test_an_exported_model_stores_its_hmm_as_plain_lists_readable_with_weights_only(
+    tmp_path: Path,
 ) -> None:
     params = random_params(np.random.default_rng(4), 3)
-    attach_hmm(classifier_checkpoint, params)
-    raw = torch.load(classifier_checkpoint, map_location="cpu", weights_only=True)
+    path = tmp_path / "model.pt"
+    save_prediction_model(
+        path,
+        harnet(5, n_classes=3),
+        window_seconds=5,
+        labels=["a", "b", "c"],
+        hmm=params,
+        metadata={"arm": "x"},
+    )
+    raw = torch.load(path, map_location="cpu", weights_only=True)
     assert isinstance(raw[HMM_KEY]["transitions"][0][0], float)
     assert raw["arm"] == "x" and raw["labels"] == ["a", "b", "c"]
-    restored = checkpoint_hmm(load_checkpoint(classifier_checkpoint), "model.pt")
+    restored = checkpoint_hmm(load_checkpoint(path), "model.pt")
     np.testing.assert_allclose(restored.emissions, params.emissions)
-    assert not list(classifier_checkpoint.parent.glob(".*partial"))
+    assert not list(tmp_path.glob(".*partial"))
 
 
-def test_attach_hmm_refuses_other_class_counts(classifier_checkpoint: Path) -> None:
+def test_an_exported_model_refuses_an_hmm_of_other_class_counts(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="3 classes, the HMM 2 states"):
-        attach_hmm(classifier_checkpoint, sticky(2, 0.9, 0.9))
+        save_prediction_model(
+            tmp_path / "model.pt",
+            harnet(5, n_classes=3),
+            window_seconds=5,
+            labels=["a", "b", "c"],
+            hmm=sticky(2, 0.9, 0.9),
+        )
+    assert not (tmp_path / "model.pt").exists()
 
 
 def test_checkpoint_hmm_names_a_malformed_entry() -> None:

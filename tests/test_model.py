@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from wearssl.config.vocabulary import WINDOW_LENGTHS
+from wearssl.data.corpus import window_samples
 from wearssl.models.harnet import (
     TASK_HEADS,
-    WINDOW_SAMPLES,
     CheckpointError,
     feature_extractor_state,
     harnet,
@@ -27,7 +28,7 @@ FIXTURE_LOGITS = {
     "permute": "permute_logits",
     "time_warp": "time_warp_logits",
 }
-WINDOWS = sorted(WINDOW_SAMPLES)
+WINDOWS = list(WINDOW_LENGTHS)
 TOLERANCE = 1e-4
 
 
@@ -142,9 +143,9 @@ def test_downsample_filter_is_a_normalised_box_convolution() -> None:
 @pytest.mark.parametrize("window_seconds", WINDOWS)
 def test_wrong_window_length_is_rejected(window_seconds: int) -> None:
     model = harnet(window_seconds)
-    other = WINDOW_SAMPLES[10 if window_seconds != 10 else 5]
+    other = window_samples(10 if window_seconds != 10 else 5)
     with pytest.raises(
-        ValueError, match=rf"{WINDOW_SAMPLES[window_seconds]}.*got \(2, 3, {other}\)"
+        ValueError, match=rf"{window_samples(window_seconds)}.*got \(2, 3, {other}\)"
     ):
         model(torch.zeros(2, 3, other))
 
@@ -206,7 +207,7 @@ def _trained_like(model: torch.nn.Module, window_seconds: int) -> torch.nn.Modul
     """Move BatchNorm statistics off their defaults so that a lost buffer shows."""
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        model.train()(torch.randn(8, 3, WINDOW_SAMPLES[window_seconds], generator=generator))
+        model.train()(torch.randn(8, 3, window_samples(window_seconds), generator=generator))
     return model.eval()
 
 

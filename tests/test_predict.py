@@ -22,8 +22,9 @@ from wearssl.data.devices import CsvColumns, ReadOptions, recording_format, reco
 from wearssl.data.preprocess import NS_PER_DAY, NS_PER_SECOND
 from wearssl.data.synthetic import ACTIVITIES, synth_recording, synthetic_labelled_set
 from wearssl.data.synthetic import NON_WEAR as SYNTHETIC_NON_WEAR
+from wearssl.models.export import save_prediction_model
 from wearssl.models.harnet import CheckpointError, harnet, save_checkpoint
-from wearssl.models.hmm import HmmParams, attach_hmm, fit_hmm, label_sequences
+from wearssl.models.hmm import HmmParams, fit_hmm, label_sequences
 from wearssl.predict.outputs import (
     INFO_SUFFIX,
     NON_WEAR,
@@ -89,12 +90,11 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for name, path in paths.items():
         # "weak": validation scores at chance for 5 classes (F1 1/5, cross-entropy ln 5)
         scores = {"f1_mean": 0.21, "val_loss": 1.6} if name == "weak" else {}
-        save_checkpoint(
+        save_prediction_model(
             path, network, window_seconds=5, labels=list(ACTIVITIES),
-            extra={"preprocessing": PREPROCESSING, "dataset": "synthetic", **scores},
+            hmm=sticky_hmm(len(ACTIVITIES)) if name in ("smoothed", "weak") else None,
+            metadata={"dataset": "synthetic", **scores},
         )  # fmt: skip
-    attach_hmm(paths["smoothed"], sticky_hmm(len(ACTIVITIES)))
-    attach_hmm(paths["weak"], sticky_hmm(len(ACTIVITIES)))
     return paths
 
 
@@ -503,12 +503,11 @@ def train_synthetic_model(path: Path, window_seconds: int) -> None:
     sequences = label_sequences(
         data.labels[train], data.subjects[train], data.times_ms[train], window_seconds * 1000
     )
-    save_checkpoint(
+    save_prediction_model(
         path, network, window_seconds=window_seconds, labels=list(ACTIVITIES),
-        extra={"preprocessing": {**PREPROCESSING, "window_seconds": window_seconds},
-               "dataset": "synthetic", "arm": "scratch"},
+        hmm=fit_hmm(sequences, held_out, data.labels[~train], len(ACTIVITIES)),
+        metadata={"dataset": "synthetic", "arm": "scratch"},
     )  # fmt: skip
-    attach_hmm(path, fit_hmm(sequences, held_out, data.labels[~train], len(ACTIVITIES)))
 
 
 @pytest.mark.slow

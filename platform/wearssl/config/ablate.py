@@ -22,14 +22,13 @@ from wearssl.config.base import (
 )
 from wearssl.config.evaluate import Arms, Datasets, Finetune, Forest, Protocol
 from wearssl.config.pretrain import TaskName
+from wearssl.config.vocabulary import PRETRAINED_ARMS, AblationArm
 
 SweepKind = Literal[
     "unlabelled_subjects", "data_ratio", "labelled_subjects", "weighted_sampling", "tasks"
 ]
 PRETRAINING_KINDS = ("unlabelled_subjects", "data_ratio", "weighted_sampling", "tasks")
 COUNT_KINDS = ("unlabelled_subjects", "labelled_subjects")
-AblationArm = Literal["forest", "linear_probe", "scratch", "frozen", "finetune"]
-PRETRAINED_ARMS = ("linear_probe", "frozen", "finetune")
 
 _VALUE_TYPES: dict[str, TypeAdapter] = {
     "unlabelled_subjects": TypeAdapter(list[int]),

@@ -175,7 +175,25 @@ def load_config(
     for text in overrides:
         keys, value = parse_override(text)
         apply_override(data, keys, value)
-    source = str(path) if path is not None else "(defaults)"
+    return validate_config(schema, data, str(path) if path is not None else "(defaults)", roots)
+
+
+def with_settings(
+    config: Schema, settings: Mapping[str, Any], source: str, roots: Sequence[str] | None = None
+) -> Schema:
+    """``config`` with dotted-key ``settings`` applied (values as given, not parsed from
+    text), validated again; ``source`` names it in errors."""
+    data = config.model_dump(mode="json")
+    for dotted, value in settings.items():
+        apply_override(data, dotted.split("."), value)
+    return validate_config(type(config), data, source, roots)
+
+
+def validate_config(
+    schema: type[Schema], data: dict[str, Any], source: str, roots: Sequence[str] | None = None
+) -> Schema:
+    """``data`` validated by ``schema``, path-valued keys within ``roots``; a
+    :class:`ConfigError` naming every bad key otherwise."""
     try:
         return schema.model_validate(data, context=roots_context(roots))
     except ValidationError as err:

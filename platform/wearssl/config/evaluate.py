@@ -17,9 +17,7 @@ from wearssl.config.base import (
     WeightsSpec,
     distinct,
 )
-
-ArmName = Literal["forest", "linear_probe", "scratch", "frozen", "finetune", "transfer"]
-PRETRAINED_ARMS = ("linear_probe", "frozen", "finetune")
+from wearssl.config.vocabulary import FOREST, PRETRAINED_ARMS, TRANSFER, ArmName, WindowSeconds
 
 
 class SyntheticLabelled(StrictModel):
@@ -27,7 +25,7 @@ class SyntheticLabelled(StrictModel):
 
     subjects: int = Field(8, ge=3)
     seed: Seed = 0
-    window_seconds: Literal[5, 10, 30] = 10
+    window_seconds: WindowSeconds = 10
     minutes_per_activity: float = Field(1.0, gt=0)
 
 
@@ -146,10 +144,10 @@ class EvaluateConfig(StrictModel):
         needing = [arm for arm in self.arms if arm in PRETRAINED_ARMS]
         if needing and self.pretrained is None:
             raise ValueError(f"arms {needing} need 'pretrained' (a weights spec)")
-        if "transfer" in self.arms and self.transfer_source is None:
+        if TRANSFER in self.arms and self.transfer_source is None:
             raise ValueError("arm 'transfer' needs 'transfer_source' (a labelled set)")
         return self
 
     @property
     def neural_arms(self) -> list[str]:
-        return [arm for arm in self.arms if arm != "forest"]
+        return [arm for arm in self.arms if arm != FOREST]

@@ -49,8 +49,17 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 SAMPLE_RATE_HZ = 30
-WINDOW_SECONDS = 10
-WINDOW_SAMPLES = SAMPLE_RATE_HZ * WINDOW_SECONDS
+WINDOW_SECONDS = 10  # a corpus row's window; other lengths: wearssl.config.vocabulary
+
+
+def window_samples(seconds: int) -> int:
+    """Samples in a ``seconds``-s window at :data:`SAMPLE_RATE_HZ`."""
+    return SAMPLE_RATE_HZ * seconds
+
+
+WINDOW_SAMPLES = window_samples(WINDOW_SECONDS)  # samples in a corpus row
+
+
 CHANNELS = 3
 MANIFEST_NAME = "manifest.parquet"
 INGEST_REPORT_NAME = "ingest_report.parquet"

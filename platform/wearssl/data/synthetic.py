@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy import special
 
+from wearssl.config.vocabulary import WINDOW_LENGTHS
 from wearssl.data import corpus
 from wearssl.data.corpus import CorpusInfo, WindowFormat
 from wearssl.data.labelled_set import LabelledSet
@@ -51,7 +52,6 @@ EPOCH_DAY = date(2024, 1, 1)
 SECONDS_PER_DAY = 86_400
 MS_PER_DAY = SECONDS_PER_DAY * 1000
 WINDOWS_PER_DAY = SECONDS_PER_DAY // corpus.WINDOW_SECONDS
-LABELLED_WINDOW_SECONDS = (5, 10, 30)
 
 GENERATOR_VERSION = 2
 """Raised whenever a change makes the generator give other signals for the same seed, so
@@ -818,10 +818,8 @@ def synthetic_labelled_set(
     """
     if n_subjects < 1:
         raise ValueError(f"n_subjects must be >= 1, got {n_subjects}")
-    if window_seconds not in LABELLED_WINDOW_SECONDS:
-        raise ValueError(
-            f"window_seconds must be one of {LABELLED_WINDOW_SECONDS}, got {window_seconds}"
-        )
+    if window_seconds not in WINDOW_LENGTHS:
+        raise ValueError(f"window_seconds must be one of {WINDOW_LENGTHS}, got {window_seconds}")
     if not minutes_per_activity > 0:
         raise ValueError(f"minutes_per_activity must be > 0, got {minutes_per_activity}")
     _check_seed(seed)

@@ -1,1 +1,2 @@
-"""Downstream evaluation: the protocol's trials, fine-tuning, metrics, the Tune job."""
+"""Downstream evaluation: one trial of the protocol (shared with the ablations), fine-tuning,
+metrics, and the evaluation job on Ray Tune with its results, plots and export."""

@@ -38,16 +38,13 @@ import torch
 import torch.nn.functional as F
 
 from wearssl.config.evaluate import Finetune
+from wearssl.config.vocabulary import FOREST, INITIALISED_ARMS, NEURAL_ARMS
 from wearssl.data.labelled_set import LabelledSet
 from wearssl.data.splits import Fold
 from wearssl.downstream.linear_probe import train_linear_probe_arm
 from wearssl.models.forest import fit_forest, predict_forest
 from wearssl.models.harnet import HarNet, harnet, save_checkpoint
 from wearssl.pretrain.transforms import augment
-
-NEURAL_ARMS = ("scratch", "frozen", "finetune", "transfer")
-INITIALISED_ARMS = ("frozen", "finetune", "transfer")
-ARMS = ("forest", "linear_probe", *NEURAL_ARMS)
 
 
 @dataclass
@@ -316,7 +313,7 @@ def train_arm(
     n_jobs: int = 1,
     init: str | Path | None = None,
 ) -> ArmOutcome:
-    if arm == "forest":
+    if arm == FOREST:
         return train_forest_arm(data, fold, seed, n_estimators, n_jobs)
     if arm == "linear_probe":
         if init is None:

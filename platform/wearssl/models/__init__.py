@@ -1,1 +1,2 @@
-"""Models: the harnet network, hand-crafted features, the forest, the HMM, weights resolution."""
+"""Models: the harnet network, the exported-model contract, hand-crafted features, the forest,
+the HMM, weights resolution."""

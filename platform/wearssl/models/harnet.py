@@ -28,13 +28,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wearssl.config.vocabulary import WINDOW_LENGTHS
+from wearssl.data.corpus import window_samples
+from wearssl.infra.files import write_atomically
+
 TASK_HEADS: dict[str, str] = {
     "aot": "aot_h",
     "scale": "scale_h",
     "permute": "permute_h",
     "time_warp": "time_w_h",
 }
-WINDOW_SAMPLES: dict[int, int] = {5: 150, 10: 300, 30: 900}
 
 CHECKPOINT_FORMAT = "wearssl-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -203,7 +206,7 @@ class HarNet(nn.Module):
         _check_n_classes(n_classes)
         stages = ARCHITECTURES[window_seconds]
         self.window_seconds = window_seconds
-        self.window_samples = WINDOW_SAMPLES[window_seconds]
+        self.window_samples = window_samples(window_seconds)
         self.feature_size = stages[-1].out_channels
         self.n_classes = n_classes
         self.feature_extractor = _feature_extractor(stages)
@@ -272,9 +275,9 @@ def harnet(
 
 
 def _check_window_seconds(window_seconds: object) -> None:
-    if isinstance(window_seconds, bool) or window_seconds not in WINDOW_SAMPLES:
+    if isinstance(window_seconds, bool) or window_seconds not in WINDOW_LENGTHS:
         raise ValueError(
-            f"window_seconds must be one of {sorted(WINDOW_SAMPLES)}, got {window_seconds!r}"
+            f"window_seconds must be one of {list(WINDOW_LENGTHS)}, got {window_seconds!r}"
         )
 
 
@@ -312,7 +315,7 @@ def _shapes_of(state: Mapping[str, Tensor]) -> dict[str, tuple[int, ...]]:
 
 def _window_by_shapes(shapes: Mapping[str, tuple[int, ...]]) -> int | None:
     """The window length whose feature extractor has exactly these keys and shapes, if any."""
-    for window_seconds in WINDOW_SAMPLES:
+    for window_seconds in WINDOW_LENGTHS:
         if _feature_extractor_shapes(window_seconds) == dict(shapes):
             return window_seconds
     return None
@@ -405,9 +408,9 @@ def _validate_our_checkpoint(path: Path, content: Mapping[str, Any]) -> None:
             f"(expected {CHECKPOINT_VERSION})"
         )
     window_seconds = content.get("window_seconds")
-    if isinstance(window_seconds, bool) or window_seconds not in WINDOW_SAMPLES:
+    if isinstance(window_seconds, bool) or window_seconds not in WINDOW_LENGTHS:
         raise CheckpointError(
-            f"{path}: window_seconds {window_seconds!r} is not one of {sorted(WINDOW_SAMPLES)}"
+            f"{path}: window_seconds {window_seconds!r} is not one of {list(WINDOW_LENGTHS)}"
         )
     n_classes = content.get("n_classes")
     if n_classes is not None and (
@@ -567,8 +570,4 @@ def save_checkpoint(
         },
         **extra,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    torch.save(content, partial)
-    os.replace(partial, path)
+    write_atomically(path, lambda partial: torch.save(content, partial))

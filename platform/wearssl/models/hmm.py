@@ -20,20 +20,18 @@ expected emission ``sum_j E[i, j] p(j)`` (the same as the hard case for one-hot
 probabilities, softer when the classifier hesitates). Everything runs in log space.
 
 The parameters travel inside an exported checkpoint under the key ``"hmm"`` as plain
-lists of floats (:meth:`HmmParams.to_plain`, :func:`attach_hmm`), so the file still
+lists of floats (:meth:`HmmParams.to_plain`, :func:`wearssl.models.export.save_prediction_model`),
+so the file still
 loads with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import torch
 
-from wearssl.models.harnet import CheckpointError, load_checkpoint
+from wearssl.models.harnet import CheckpointError
 
 HMM_KEY = "hmm"
 ROW_SUM_TOLERANCE = 1e-6
@@ -245,22 +243,3 @@ def checkpoint_hmm(content: dict, where: str) -> HmmParams | None:
             f"{where}: {HMM_KEY!r} has {params.n_classes} states, the model {n_classes} classes"
         )
     return params
-
-
-def attach_hmm(checkpoint_path: str | os.PathLike, params: HmmParams) -> None:
-    """Rewrite one of our checkpoints with ``params`` stored under ``"hmm"``.
-
-    The HMM's states must be the model's classes. The new file is written under a
-    temporary name and renamed over the old one, so a reader never sees half a file.
-    """
-    path = Path(checkpoint_path)
-    content = load_checkpoint(path)
-    n_classes = content.get("n_classes")
-    if n_classes != params.n_classes:
-        raise CheckpointError(
-            f"{path}: the model has {n_classes} classes, the HMM {params.n_classes} states"
-        )
-    content[HMM_KEY] = params.to_plain()
-    partial = path.with_name(f".{path.name}.partial")
-    torch.save(content, partial)
-    os.replace(partial, path)

@@ -20,16 +20,13 @@ cut into windows the model was not trained on. Many files run as Ray tasks, one 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,10 +44,9 @@ from wearssl.data.devices import (
 from wearssl.data.ingest import preprocess_facts, recording_facts
 from wearssl.data.preprocess import NS_PER_SECOND, TARGET_RATE_HZ, PreprocessOptions, preprocess
 from wearssl.data.privacy import pseudonymise
-from wearssl.infra import tracking
-from wearssl.models.harnet import WINDOW_SAMPLES, CheckpointError, HarNet, harnet, load_checkpoint
-from wearssl.models.hmm import HmmParams, checkpoint_hmm, viterbi
-from wearssl.models.resolve import MODELS_SCHEME, RUNS_SCHEME, parse_model_ref, resolve_weights
+from wearssl.models.export import PredictionModel, load_prediction_model
+from wearssl.models.harnet import CheckpointError, HarNet, harnet
+from wearssl.models.hmm import HmmParams, viterbi
 from wearssl.predict.bouts import bouts_table
 from wearssl.predict.collate import COLLATED_NAME, collate, collated_paths
 from wearssl.predict.info import (
@@ -90,119 +86,6 @@ DEFAULT_BATCH_SIZE = 512
 
 
 # ---------------------------------------------------------------- the model
-
-
-@dataclass(frozen=True)
-class PredictionModel:
-    """A validated classifier checkpoint and what the outputs say about it."""
-
-    content: dict[str, Any]  # the checkpoint as loaded (state dict and metadata)
-    labels: list[str]
-    window_seconds: int
-    hmm: HmmParams | None
-    identity: dict[str, Any]  # spec, file, sha256, run id, registered name/version, ...
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.labels)
-
-
-def check_prediction_checkpoint(path: str | Path, content: dict[str, Any]) -> None:
-    """Refuse a checkpoint that does not say what it predicts or how its input was made.
-
-    It needs class labels matching its head, and a ``preprocessing`` entry whose window
-    length and rate are those of the model, in g.
-    """
-    labels = content.get("labels")
-    n_classes = content.get("n_classes")
-    if not labels:
-        raise CheckpointError(
-            f"{path}: has no class labels ('labels'); prediction needs a classifier exported "
-            f"with its label names (save_checkpoint(..., labels=[...]))"
-        )
-    if n_classes is None or len(labels) != n_classes:
-        raise CheckpointError(
-            f"{path}: {len(labels)} labels for a model with n_classes={n_classes!r}"
-        )
-    if len(set(labels)) != len(labels):
-        raise CheckpointError(f"{path}: label names repeat: {labels}")
-    preprocessing = content.get(PREPROCESSING_KEY)
-    if not isinstance(preprocessing, dict):
-        raise CheckpointError(
-            f"{path}: has no {PREPROCESSING_KEY!r} entry (sample_rate_hz, units, "
-            f"window_seconds); prediction cannot know how the model's input was made"
-        )
-    missing = [k for k in ("sample_rate_hz", "units", "window_seconds") if k not in preprocessing]
-    if missing:
-        raise CheckpointError(f"{path}: {PREPROCESSING_KEY!r} lacks {missing}")
-    window_seconds = content["window_seconds"]
-    if preprocessing["window_seconds"] != window_seconds:
-        raise CheckpointError(
-            f"{path}: window length mismatch: the model is a {window_seconds}-s harnet, its "
-            f"preprocessing says {preprocessing['window_seconds']!r}-s windows"
-        )
-    if preprocessing["sample_rate_hz"] != TARGET_RATE_HZ or preprocessing["units"] != "g":
-        raise CheckpointError(
-            f"{path}: preprocessing {preprocessing['sample_rate_hz']!r} Hz in "
-            f"{preprocessing['units']!r}; harnet takes {TARGET_RATE_HZ} Hz in 'g'"
-        )
-    samples = preprocessing.get("window_samples", WINDOW_SAMPLES[window_seconds])
-    if samples != WINDOW_SAMPLES[window_seconds]:
-        raise CheckpointError(
-            f"{path}: preprocessing says {samples!r} samples a window; a {window_seconds}-s "
-            f"harnet takes {WINDOW_SAMPLES[window_seconds]}"
-        )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _registered_version(spec: str, uri: str) -> tuple[str, str]:
-    """(name, version number) of the registered model version ``spec`` names; an alias or
-    ``latest`` is looked up (:func:`wearssl.models.resolve.resolve_weights` gives only the run)."""
-    import mlflow
-
-    ref = parse_model_ref(spec)
-    if ref.version is not None and ref.version != "latest":
-        return ref.name, ref.version
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    if ref.alias is not None:
-        return ref.name, str(client.get_model_version_by_alias(ref.name, ref.alias).version)
-    versions = client.search_model_versions(f"name = '{ref.name}'")
-    return ref.name, str(max(int(v.version) for v in versions))
-
-
-def load_prediction_model(spec: str, tracking_uri: str | None = None) -> PredictionModel:
-    """Resolve ``spec`` (a file, ``models:/...`` or ``runs:/...``, see
-    :mod:`wearssl.models.resolve`) and load it as a prediction model (refusals: see
-    :func:`check_prediction_checkpoint`)."""
-    from_mlflow = spec.strip().startswith((MODELS_SCHEME, RUNS_SCHEME))
-    uri = tracking.tracking_uri(tracking_uri) if from_mlflow else None
-    with tempfile.TemporaryDirectory(prefix="wearssl-model-") as download:
-        resolved = resolve_weights(spec, download, uri)
-        content = load_checkpoint(resolved.path)
-        check_prediction_checkpoint(resolved.path, content)
-        hmm = checkpoint_hmm(content, str(resolved.path))
-        identity: dict[str, Any] = {
-            "spec": spec,
-            "file": resolved.path.name,
-            "sha256": _sha256(resolved.path),
-            "run_id": resolved.run_id,
-            "name": resolved.path.stem,
-            "version": None,
-            "dataset": content.get("dataset"),
-            "arm": content.get("arm"),
-        }
-    if spec.strip().startswith(MODELS_SCHEME) and uri:
-        identity["name"], identity["version"] = _registered_version(spec.strip(), uri)
-    return PredictionModel(
-        content, list(content["labels"]), int(content["window_seconds"]), hmm, identity
-    )
 
 
 def inference_device() -> torch.device:

@@ -46,6 +46,7 @@ from wearssl.data import corpus
 from wearssl.data import sampler as epochs
 from wearssl.infra import ray_runtime as runtime
 from wearssl.infra import tracking
+from wearssl.models.export import PRETRAINED_FILE as MODEL_FILE
 from wearssl.models.harnet import TASK_HEADS, harnet, save_checkpoint
 from wearssl.pretrain.step import (
     allreduce_sum,
@@ -59,7 +60,6 @@ from wearssl.pretrain.step import (
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
-MODEL_FILE = "harnet.pt"
 RUN_RECORD = "mlflow_run.json"
 UNLOGGED_FILE = "unlogged_metrics.json"
 FAULT_FILE = "fault.txt"

@@ -1,0 +1,67 @@
+"""The ablation's figure: downstream F1 against the swept quantity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from wearssl.ablate.points import REFERENCE
+from wearssl.config.ablate import COUNT_KINDS, AblateConfig
+
+REFERENCE_STYLE = {"scratch": ("dimgray", "--"), "forest": ("darkgoldenrod", ":")}
+AXIS_TITLE = {
+    "unlabelled_subjects": "unlabelled subjects in pre-training",
+    "data_ratio": "share of each subject-day used in pre-training",
+    "labelled_subjects": "labelled training subjects per fold",
+    "weighted_sampling": "std-weighted sampling in pre-training",
+    "tasks": "pretext tasks",
+}
+
+
+def plot_sweep(summary: pd.DataFrame, cfg: AblateConfig, out: Path) -> Path:
+    """Downstream F1 against the swept quantity: a panel per dataset, a line per arm (and
+    series value) with a +-SD band; reference arms as horizontal bands."""
+    kind = cfg.sweep.kind
+    datasets = list(dict.fromkeys(summary["dataset"]))
+    fig = Figure(figsize=(5.5 * len(datasets), 4.2))
+    axes = fig.subplots(1, len(datasets), squeeze=False)[0]
+    points = summary[summary["x_label"] != REFERENCE]
+    categorical = kind not in COUNT_KINDS and kind != "data_ratio"
+    labels = list(dict.fromkeys(points["x_label"]))
+    for ax, dataset in zip(axes, datasets, strict=True):
+        rows = points[points["dataset"] == dataset]
+        for (arm, series), line in rows.groupby(["arm", "series"], sort=False):
+            xs = (
+                [labels.index(x) for x in line["x_label"]]
+                if categorical
+                else line["x"].astype(float)
+            )
+            mean, sd = line["f1_mean"].to_numpy(), line["f1_sd"].to_numpy()
+            name = f"{arm}, {cfg.sweep.series.kind} {series}" if series else arm
+            (drawn,) = ax.plot(xs, mean, marker="o", label=name)
+            ax.fill_between(xs, mean - sd, mean + sd, color=drawn.get_color(), alpha=0.15)
+        reference = summary[(summary["x_label"] == REFERENCE) & (summary["dataset"] == dataset)]
+        for row in reference.itertuples():
+            colour, style = REFERENCE_STYLE[row.arm]
+            ax.axhline(
+                row.f1_mean, color=colour, linestyle=style, label=f"{row.arm} (no pre-training)"
+            )
+            ax.axhspan(row.f1_mean - row.f1_sd, row.f1_mean + row.f1_sd, color=colour, alpha=0.08)
+        if categorical:
+            ax.set_xticks(range(len(labels)), labels, rotation=20)
+        elif kind in COUNT_KINDS:
+            ax.set_xscale("log")
+            ax.minorticks_off()
+            ticks = sorted(set(points["x"].astype(float)))
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_xlabel(AXIS_TITLE[kind])
+        ax.set_ylabel("macro F1 (mean ± SD over test subjects)")
+        ax.set_title(dataset)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{cfg.name}: downstream F1 vs {kind.replace('_', ' ')}")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    return out

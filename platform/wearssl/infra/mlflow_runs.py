@@ -1,0 +1,91 @@
+"""MLflow runs as the evaluation and ablation jobs keep them: parameters and metrics in
+batches, the config as an artifact, and a run that an interrupted job resumes."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+import yaml
+from mlflow.entities import Metric, Param
+from pydantic import BaseModel
+from torch import nn
+
+from wearssl.infra import tracking
+from wearssl.infra.files import write_json
+
+RUN_RECORD = "mlflow_run.json"
+CONFIG_ARTIFACT = "config.yaml"
+PARAM_BATCH = 100
+METRIC_BATCH = 500
+
+
+def finite(value: Any) -> bool:
+    """Whether ``value`` is a finite number worth logging as a metric. A bool is a flag, not
+    a measurement (``True`` would otherwise log as 1.0)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def job_tags(cluster: dict[str, float]) -> dict[str, str]:
+    """The tags every run of a job carries: the code's commit and the cluster's size."""
+    return {
+        "git_commit": tracking.git_commit(),
+        "cluster_cpus": f"{cluster.get('CPU', 0):g}",
+        "cluster_gpus": f"{cluster.get('GPU', 0):g}",
+    }
+
+
+def log_params(client: mlflow.MlflowClient, run_id: str, params: dict[str, Any]) -> None:
+    items = [Param(k, v) for k, v in tracking.params_for_mlflow(params).items()]
+    for start in range(0, len(items), PARAM_BATCH):
+        client.log_batch(run_id, params=items[start : start + PARAM_BATCH])
+
+
+def log_metrics(client: mlflow.MlflowClient, run_id: str, metrics: list[Metric]) -> None:
+    for start in range(0, len(metrics), METRIC_BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + METRIC_BATCH])
+
+
+def log_config(client: mlflow.MlflowClient, run_id: str, config: BaseModel) -> None:
+    """The job's resolved config as the run's ``config.yaml`` artifact."""
+    with tempfile.TemporaryDirectory() as staging:
+        path = Path(staging) / CONFIG_ARTIFACT
+        path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        client.log_artifact(run_id, str(path))
+
+
+def log_model(run_id: str, model: nn.Module, registered_name: str | None, uri: str) -> str | None:
+    """Log ``model`` to run ``run_id`` as an ``mlflow.pytorch`` model named ``model``,
+    registered under ``registered_name`` when given; the registered version or None."""
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(
+            model,
+            name="model",
+            registered_model_name=registered_name,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            serialization_format="pickle",
+        )
+    return str(info.registered_model_version) if registered_name else None
+
+
+def recorded_run(client: mlflow.MlflowClient, record: Path, uri: str) -> str | None:
+    """The run an earlier execution recorded in ``record`` on the same tracking store, set
+    running again; None when there is none."""
+    if not record.is_file():
+        return None
+    previous = json.loads(record.read_text())
+    if previous["tracking_uri"] != uri:
+        return None
+    client.update_run(previous["run_id"], status="RUNNING")
+    return previous["run_id"]
+
+
+def record_run(record: Path, run_id: str, uri: str) -> None:
+    """Remember ``run_id`` in ``record`` so that a resumed execution finds it."""
+    write_json(record, {"run_id": run_id, "tracking_uri": uri})
