@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import hardware  # noqa: E402
 from wearssl.data import corpus  # noqa: E402
 from wearssl.data import sampler as epochs  # noqa: E402
 from wearssl.data.corpus import WindowFormat  # noqa: E402
@@ -84,7 +84,7 @@ def measure_format(
         return corpus.decode_windows(corpus.read_day(root, entry))
 
     decoded = decode()
-    decode_timing = common.timed(lambda: [decode() for _ in range(repeats)])
+    decode_timing = hardware.timed(lambda: [decode() for _ in range(repeats)])
     drawn = 0
 
     def draw() -> None:
@@ -93,7 +93,7 @@ def measure_format(
             item = {**entry, "seed": seed}
             drawn += len(epochs.draw_windows(root, item, WINDOWS_PER_DRAW, True))
 
-    draw_timing = common.timed(draw)
+    draw_timing = hardware.timed(draw)
     bytes_per_drawn_window = file_bytes / WINDOWS_PER_DRAW
     return {
         "format": window_format.value,

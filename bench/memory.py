@@ -31,6 +31,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import hardware  # noqa: E402
 from wearssl.data import corpus  # noqa: E402
 from wearssl.data import sampler as epochs  # noqa: E402
 
@@ -57,7 +58,7 @@ def sampler_memory(
     for subject_days in sizes:
         plan = pipeline.epoch_items(root, subject_days)
         with (
-            common.PeakSampler(common.rss_bytes, interval_s) as rss,
+            common.PeakSampler(hardware.rss_bytes, interval_s) as rss,
             common.PeakSampler(store or (lambda: 0), interval_s) as objects,
         ):
             epoch = pipeline.consume_epoch(root, plan, windows_per_subject)
@@ -128,9 +129,9 @@ def profile_lines(manifest: pa.Table, top: int = 10) -> list[str]:
 def planning_time(subjects: int = 100_000, days: int = 7, profile: bool = False) -> dict:
     """Wall and CPU seconds of ``subject_days`` + ``epoch_plan`` for one epoch, and the
     memory it takes (the planning state grows with the corpus, unlike the sampler's)."""
-    manifest, built = common.timed_result(lambda: synthetic_manifest(subjects, days))
-    with common.PeakSampler(common.rss_bytes) as rss:
-        plan, timing = common.timed_result(lambda: _plan(manifest))
+    manifest, built = hardware.timed_result(lambda: synthetic_manifest(subjects, days))
+    with common.PeakSampler(hardware.rss_bytes) as rss:
+        plan, timing = hardware.timed_result(lambda: _plan(manifest))
     result = {
         "subjects": subjects,
         "days": days,

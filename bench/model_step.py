@@ -2,7 +2,7 @@
 
     python bench/model_step.py [--device cpu|cuda] [--batch 64] [--steps 3] [--compile]
 
-Times ``wearssl.pretrain.train.pretext_loss`` + backward + ``Adam.step`` on batches already in
+Times ``wearssl.pretrain.step.pretext_loss`` + backward + ``Adam.step`` on batches already in
 memory on the device, in windows/s, for each variant: fp32, bf16 autocast, channels-last,
 ``torch.compile`` and the combination of those that helped. Correctness comes first:
 :func:`feature_check` compares each variant's features with fp32 on fresh random input.
@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import hardware  # noqa: E402
 from wearssl.models.harnet import harnet  # noqa: E402
-from wearssl.pretrain.train import pretext_loss  # noqa: E402
+from wearssl.pretrain.step import pretext_loss  # noqa: E402
 from wearssl.pretrain.transforms import PAPER_TASKS  # noqa: E402
 
 WINDOW_SECONDS = 10
@@ -111,7 +111,7 @@ def _reset_peak_memory(device: torch.device) -> None:
 def _peak_memory(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
-    return common.max_rss_bytes()
+    return hardware.max_rss_bytes()
 
 
 def measure_variant(
@@ -139,8 +139,8 @@ def measure_variant(
         for _ in range(n):
             losses.append(training_step(runnable, optimizer, x, generator, flags.bf16))
 
-    warm = common.timed(lambda: run(warmup), device)
-    timing = common.timed(lambda: run(steps), device)
+    warm = hardware.timed(lambda: run(warmup), device)
+    timing = hardware.timed(lambda: run(steps), device)
     rates = timing.rates(batch * steps)
     return {
         "variant": flags.name,
@@ -235,13 +235,13 @@ def matmul_peak(device: torch.device, size: int, repeats: int) -> dict:
     a = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
     b = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
     torch.matmul(a, b)
-    common.synchronize(device)
+    hardware.synchronize(device)
 
     def run() -> None:
         for _ in range(repeats):
             torch.matmul(a, b)
 
-    timing = common.timed(run, device)
+    timing = hardware.timed(run, device)
     flop = 2 * size**3 * repeats
     return {
         "dtype": str(dtype).removeprefix("torch."),
@@ -303,8 +303,8 @@ def main() -> int:
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
     args = parser.parse_args()
     try:
-        device = common.require_device(args.device)
-    except common.DeviceUnavailable as err:
+        device = hardware.require_device(args.device)
+    except hardware.DeviceUnavailable as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     result = measure(device, tuple(args.batch), args.steps, args.warmup, args.compile)

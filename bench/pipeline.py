@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import hardware  # noqa: E402
 from wearssl.config import load_config  # noqa: E402
 from wearssl.config.pretrain import PretrainConfig  # noqa: E402
 from wearssl.data import corpus  # noqa: E402
@@ -113,7 +114,7 @@ def consume_epoch(
             windows += len(batch["window"])
             delivered_bytes += batch["window"].nbytes
 
-    timing = common.timed(consume)
+    timing = hardware.timed(consume)
     task_cpu_s = read_task_cpu_seconds(dataset.stats())
     return {
         "subject_days": len(plan),
@@ -176,7 +177,7 @@ def draw_rate(root: str, draws: int, windows_per_subject: int) -> dict:
         for item in plan:
             count += len(epochs.draw_windows(root, item, windows_per_subject, True))
 
-    timing = common.timed(run)
+    timing = hardware.timed(run)
     rates = timing.rates(count)
     return {
         "draws": draws,
@@ -272,7 +273,7 @@ def bare_loop(
                 model_step.training_step(model, optimizer, x, generator, bf16)
 
         run(1)
-        timing = common.timed(lambda: run(steps), device)
+        timing = hardware.timed(lambda: run(steps), device)
     finally:
         torch.set_num_threads(previous_threads)
     return {
@@ -333,8 +334,8 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="keep corpora and runs here (default: temp)")
     args = parser.parse_args()
     try:
-        device = common.require_device(args.device)
-    except common.DeviceUnavailable as err:
+        device = hardware.require_device(args.device)
+    except hardware.DeviceUnavailable as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     size = SIZES[args.size]

@@ -27,7 +27,7 @@ from wearssl.data import corpus, synthetic
 from wearssl.data.labelled_set import read_labelled_set
 from wearssl.data.weighted_sampling import sample_window_indices
 from wearssl.models.harnet import harnet
-from wearssl.pretrain.train import pretext_loss
+from wearssl.pretrain.step import pretext_loss
 
 TASKS = ["aot", "permute", "time_warp"]
 WINDOW_SECONDS = 5

@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import hardware  # noqa: E402
 
 EXIT_FAILED_CHECK = 1
 EXIT_USAGE = 2
@@ -125,7 +126,7 @@ def measure_steps(device: torch.device, size: HarnessSize, size_name: str) -> di
 
 def mfu(windows_per_s: float, peak_flop_per_s: float) -> float:
     """Model FLOP utilisation at 1.72 GFLOP per window against the measured peak."""
-    return windows_per_s * common.FLOP_PER_WINDOW / peak_flop_per_s
+    return windows_per_s * hardware.FLOP_PER_WINDOW / peak_flop_per_s
 
 
 def summarise(result: dict, device: torch.device) -> dict:
@@ -151,8 +152,8 @@ def summarise(result: dict, device: torch.device) -> dict:
         "peak_memory_kind": "torch.cuda.max_memory_allocated, best step variant"
         if cuda
         else "process max RSS after the best step variant",
-        "hours_for_paper_windows_end_to_end": common.PAPER_WINDOWS / e2e_rate / 3600,
-        "hours_for_paper_windows_best_step": common.PAPER_WINDOWS / best["windows_per_s"] / 3600,
+        "hours_for_paper_windows_end_to_end": hardware.PAPER_WINDOWS / e2e_rate / 3600,
+        "hours_for_paper_windows_best_step": hardware.PAPER_WINDOWS / best["windows_per_s"] / 3600,
         "hour_unit": "GPU-hours" if cuda else "CPU-worker-hours",
     }
 
@@ -165,7 +166,7 @@ def run(device: torch.device, size_name: str, workdir: Path, ingest: bool) -> di
     if device.type == "cpu" and size.threads_cpu is not None:
         torch.set_num_threads(size.threads_cpu)
     result: dict = {
-        "machine": common.machine_info(device),
+        "machine": hardware.machine_info(device),
         "size": size_name,
         "settings": {"harness": asdict(size), "pipeline": asdict(pipeline_size)},
         "torch_threads": torch.get_num_threads(),
@@ -525,8 +526,8 @@ def _parse_args() -> argparse.Namespace:
 def main() -> int:
     args = _parse_args()
     try:
-        device = common.require_device(args.device)
-    except common.DeviceUnavailable as err:
+        device = hardware.require_device(args.device)
+    except hardware.DeviceUnavailable as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     out = args.out or common.BENCH_DIR / "results" / f"{device.type}-{args.size}.json"

@@ -440,6 +440,34 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(
 
 
 @pytest.mark.slow
+def test_more_labelled_subjects_give_the_forest_a_higher_f1(ray_local, sqlite_tracking, tmp_path):
+    """The sweep's points differ as the data says they should. The forest's training is
+    deterministic (seeded trees on float64 features), so the comparison holds on every
+    run and machine; on this set it is 0.71 for one training subject against 0.88 for
+    seven. (Two neural arms' scores near chance are a coin toss between machines: that
+    comparison is the heavy test below.)"""
+    changes = {
+        "evaluation.arms": ["forest"],
+        "evaluation.datasets": [
+            {
+                "name": "synthetic",
+                "synthetic": {
+                    "subjects": 10,
+                    "seed": 0,
+                    "window_seconds": 5,
+                    "minutes_per_activity": 0.5,
+                },
+            }
+        ],
+    }
+    path = write_config(tmp_path / "labelled.yaml", labelled_config(tmp_path, **changes))
+    result = ablations.run_ablation(load_config(AblateConfig, path))
+    f1 = result.summary_table.set_index("x")["f1_mean"]
+    assert f1.loc[7] > f1.loc[1] + 0.1, f1
+    assert set(result.trials.drop_duplicates("trial")["x"]) == {1, 7}
+
+
+@pytest.mark.heavy
 def test_more_labelled_subjects_give_scratch_a_higher_f1(ray_local, sqlite_tracking, tmp_path):
     """Trained long enough to leave chance (F1 ~0.2 for five classes): three epochs of a
     handful of steps left both points near chance, where their order is a coin toss."""

@@ -20,6 +20,7 @@ from wearssl.data import corpus
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 common = importlib.import_module("common")
+hardware = importlib.import_module("hardware")
 model_step = common.load_bench("model_step")
 memory = common.load_bench("memory")
 formats = common.load_bench("formats")
@@ -114,7 +115,7 @@ def test_correctness_gate_fails_on_nan():
 def test_matmul_peak_and_mfu():
     peak = model_step.matmul_peak(CPU, size=64, repeats=2)
     assert _positive(peak["flop_per_s"], peak["flop_per_cpu_s"])
-    assert harness.mfu(1000.0, 1000.0 * common.FLOP_PER_WINDOW) == pytest.approx(1.0)
+    assert harness.mfu(1000.0, 1000.0 * hardware.FLOP_PER_WINDOW) == pytest.approx(1.0)
 
 
 def test_transforms_measure_at_tiny_size():
@@ -174,8 +175,8 @@ def test_draw_rate_and_replicated_corpus(tiny_corpus: str, tmp_path: Path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_a_gpu_is_a_clear_error():
-    with pytest.raises(common.DeviceUnavailable, match="torch.cuda.is_available"):
-        common.require_device("cuda")
+    with pytest.raises(hardware.DeviceUnavailable, match="torch.cuda.is_available"):
+        hardware.require_device("cuda")
 
 
 def test_read_task_cpu_time_is_parsed_from_ray_data_stats():

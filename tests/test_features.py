@@ -51,7 +51,6 @@ def test_still_window_at_one_g():
         "mag_skew",
         "mag_kurtosis",
         "enmo",
-        "mag_spectral_entropy",
         "mag_dominant_freq_1",
         "mag_dominant_freq_2",
     ]
@@ -59,6 +58,8 @@ def test_still_window_at_one_g():
         assert column(features, name)[0] == 0.0, name
     assert column(features, "mag_mean")[0] == pytest.approx(1.0)
     assert column(features, "z_mean")[0] == pytest.approx(1.0)
+    # gravity's DC power, leaking through the Hann window into the first bin only
+    assert 0 < column(features, "mag_spectral_entropy")[0] < 1.0
 
 
 def test_enmo_is_mean_absolute_deviation_from_one_g_without_truncation():
@@ -88,7 +89,16 @@ def test_spectral_entropy_is_lower_for_a_tone_than_for_noise():
     noise = np.random.default_rng(1).normal(scale=0.2, size=SAMPLES)
     windows = np.stack([window(z=1.0 + sinusoid(3.0, 0.3)), window(z=1.0 + noise)])
     entropy = column(window_features(windows), "mag_spectral_entropy")
-    assert 0 < entropy[0] < entropy[1] <= np.log(45)
+    assert 0 < entropy[0] < entropy[1] <= np.log(46)
+
+
+def test_spectral_entropy_keeps_gravity_in_the_spectrum():
+    """Without detrending the DC bin holds gravity, so a still wrist has a low entropy
+    (below 1 nat); a detrended spectrum would spread the sensor noise over every bin
+    (near log 45 = 3.8 nats)."""
+    still = window(z=1.0 + np.random.default_rng(6).normal(scale=0.004, size=SAMPLES))
+    entropy = column(window_features(still[None]), "mag_spectral_entropy")[0]
+    assert 0 < entropy < 1.0
 
 
 def test_correlations_known_answers():
@@ -123,7 +133,10 @@ def reference_features(xyz: np.ndarray) -> np.ndarray:
     per_axis = [f(a) for a in xyz for f in (np.mean, np.std, np.ptp)]
     correlations = np.corrcoef(xyz)[[0, 0, 1], [1, 2, 2]]
     freqs, psd = welch(magnitude, fs=RATE, window="hann", nperseg=90, noverlap=60, average="median")
-    probability = psd[1:] / psd[1:].sum()
+    _, raw_psd = welch(
+        magnitude, fs=RATE, window="hann", nperseg=90, noverlap=60, average="median", detrend=False
+    )
+    probability = (raw_psd + 1e-16) / (raw_psd + 1e-16).sum()
     entropy = -np.sum(probability * np.log(probability))
     peaks, _ = find_peaks(psd)
     strongest = peaks[np.argsort(-psd[peaks], kind="stable")][:2]

@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from wearssl.config.evaluate import Finetune
 from wearssl.data.labelled_set import LabelledSet
@@ -18,13 +18,16 @@ from wearssl.data.splits import Fold, protocol_folds
 from wearssl.downstream.finetune import (
     build_classifier,
     class_weights,
+    downstream_optimiser,
     expand_probabilities,
     fit_classifier,
+    settings_for,
+    train_arm,
     train_forest_arm,
     train_transfer_source,
     validation_loss,
-    weighted_log_loss,
 )
+from wearssl.downstream.linear_probe import frozen_features
 from wearssl.downstream.metrics import per_subject_scores
 from wearssl.models.harnet import CheckpointError, harnet, load_checkpoint, save_checkpoint
 
@@ -142,18 +145,6 @@ def test_class_weights_reject_labels_out_of_range():
         class_weights(np.array([0, 3]), n_classes=3)
 
 
-def test_weighted_log_loss_is_torch_weighted_cross_entropy():
-    rng = np.random.default_rng(1)
-    logits = torch.tensor(rng.normal(size=(20, 4)), dtype=torch.float32)
-    labels = rng.integers(0, 4, 20)
-    weights = class_weights(labels, 4)
-    expected = F.cross_entropy(logits, torch.from_numpy(labels), weight=weights)
-    probabilities = torch.softmax(logits, 1).numpy()
-    assert weighted_log_loss(probabilities, labels, weights.numpy()) == pytest.approx(
-        float(expected), rel=1e-5
-    )
-
-
 def test_frozen_arm_trains_only_the_head(data, pretrained):
     model = build_classifier("frozen", 5, 3, seed=0, init=pretrained)
     donor = harnet(5, pretrained=pretrained)
@@ -241,17 +232,53 @@ def test_early_stopping_restores_the_best_validation_weights(data):
     assert validation_loss(model, *val, weights, 8) == pytest.approx(fit.best_val_loss, rel=1e-5)
 
 
-def test_forest_arm_learns_and_reports_a_validation_loss(data):
+def test_forest_arm_learns_from_every_non_test_window(data):
     fold = protocol_folds(data.subjects)[0]
     outcome = train_forest_arm(data, fold, seed=0, n_estimators=30)
     assert outcome.probabilities.shape == (len(fold.test), 3)
     assert np.allclose(outcome.probabilities.sum(1), 1.0, atol=1e-5)
-    assert math.isfinite(outcome.val_loss) and outcome.model is None
+    assert math.isnan(outcome.val_loss) and outcome.model is None
     predicted = outcome.probabilities.argmax(1)
     scores = per_subject_scores(
         data.labels[fold.test], predicted, data.subjects[fold.test], [0, 1, 2]
     )
     assert scores["f1_macro"].mean() > 0.8
+
+
+def test_forest_is_fit_on_the_validation_subjects_too(data):
+    """A class seen only by the validation subjects is still predicted: the forest has no
+    early stopping, so the paper fits it on training and validation windows together."""
+    fold = protocol_folds(data.subjects)[0]
+    only_val = Fold(
+        fold.name,
+        train=fold.train[data.labels[fold.train] != 2],
+        val=fold.val,
+        test=fold.test,
+    )
+    outcome = train_forest_arm(data, only_val, seed=0, n_estimators=30)
+    assert outcome.probabilities[:, 2].max() > 0.5
+
+
+def test_downstream_optimiser_is_adam_with_amsgrad():
+    model = build_classifier("scratch", 5, 3, seed=0)
+    optimiser = downstream_optimiser(model, Finetune(lr=1e-4))
+    assert isinstance(optimiser, torch.optim.Adam)
+    assert optimiser.param_groups[0]["amsgrad"] is True
+    assert optimiser.param_groups[0]["lr"] == 1e-4
+
+
+def test_paper_protocol_defaults():
+    settings = Finetune()
+    assert (settings.lr, settings.max_epochs, settings.patience) == (1e-4, 200, 5)
+    assert settings.augment
+
+
+def test_a_labelled_set_brings_its_own_batch_size(data):
+    settings = Finetune(batch_size=256)
+    assert settings_for(data, settings).batch_size == 256
+    small = replace(data, batch_size=50)
+    assert settings_for(small, settings).batch_size == 50
+    assert settings.batch_size == 256
 
 
 def test_probabilities_are_expanded_to_every_class():
@@ -268,3 +295,31 @@ def test_transfer_source_checkpoint_carries_labels(tmp_path, data):
     content = load_checkpoint(path)
     assert content["labels"] == LEARNABLE_LABELS and content["n_classes"] == 3
     assert content["dataset"] == data.name and content["window_seconds"] == 5
+
+
+def test_linear_probe_predicts_from_frozen_features(data, pretrained):
+    fold = protocol_folds(data.subjects)[0]
+    before = {k: v.clone() for k, v in harnet(5, pretrained=pretrained).state_dict().items()}
+    outcome = train_arm("linear_probe", data, fold, 0, Finetune(), init=pretrained)
+    assert outcome.probabilities.shape == (len(fold.test), 3) and outcome.model is None
+    assert np.allclose(outcome.probabilities.sum(1), 1.0, atol=1e-5)
+    assert math.isfinite(outcome.val_loss)
+    after = harnet(5, pretrained=pretrained).state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    scores = per_subject_scores(
+        data.labels[fold.test], outcome.probabilities.argmax(1), data.subjects[fold.test], [0, 1, 2]
+    )
+    assert scores["f1_macro"].mean() > 0.8  # three classes: chance is about 0.33
+
+
+def test_linear_probe_features_are_the_frozen_extractor_outputs(data, pretrained):
+    model = harnet(5, pretrained=pretrained).eval()
+    with torch.no_grad():
+        expected = model.feature_extractor(torch.from_numpy(data.windows[:7])).flatten(1)
+    features = frozen_features(pretrained, data.windows[:7], 5, batch_size=3)
+    np.testing.assert_allclose(features, expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_linear_probe_needs_weights(data):
+    with pytest.raises(ValueError, match="linear_probe"):
+        train_arm("linear_probe", data, tiny_fold(data), 0, Finetune())

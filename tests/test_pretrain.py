@@ -181,7 +181,7 @@ def test_two_worker_run_logs_every_epoch_once_and_registers_the_model(
 
 
 def test_five_second_model_sees_each_row_as_two_consecutive_windows():
-    from wearssl.pretrain.train import model_windows
+    from wearssl.pretrain.step import model_windows
 
     rows = torch.arange(2 * 3 * 300, dtype=torch.float32).reshape(2, 3, 300)
     halves = model_windows(rows, 5)

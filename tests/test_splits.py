@@ -3,6 +3,8 @@ shuffle splits reproducible by seed, nested subject subsets."""
 
 from __future__ import annotations
 
+import hmac
+
 import numpy as np
 import pytest
 
@@ -68,19 +70,44 @@ def test_shuffle_splits_are_disjoint_with_7_1_2_subjects(n_subjects):
         assert n_val == max(1, round(0.125 * n_train_total))
 
 
-def test_shuffle_splits_are_reproducible_by_seed_and_independent_of_window_order():
+def fold_indices(subjects: np.ndarray, seed: int = 42) -> list:
+    return [
+        [part.tolist() for part in (f.train, f.val, f.test)]
+        for f in protocol_folds(subjects, seed=seed)
+    ]
+
+
+def test_shuffle_splits_are_reproducible_by_seed():
     subjects = window_subjects(20)
+    assert fold_indices(subjects, 42) == fold_indices(subjects, 42)
+    assert fold_indices(subjects, 42) != fold_indices(subjects, 43)
 
-    def fold_subjects(subjects: np.ndarray, seed: int) -> list:
-        return [
-            [sorted(subjects_of(subjects, part)) for part in (f.train, f.val, f.test)]
-            for f in protocol_folds(subjects, seed=seed)
-        ]
 
-    assert fold_subjects(subjects, 42) == fold_subjects(subjects, 42)
-    assert fold_subjects(subjects, 42) != fold_subjects(subjects, 43)
-    reordered = subjects[np.random.default_rng(9).permutation(len(subjects))]
-    assert fold_subjects(reordered, 42) == fold_subjects(subjects, 42)
+def pseudonyms_under(key: str, subjects: np.ndarray) -> np.ndarray:
+    """The ids another lab's pseudonymisation key would give the same source subjects."""
+    return np.array([hmac.new(key.encode(), s.encode(), "sha256").hexdigest() for s in subjects])
+
+
+@pytest.mark.parametrize("n_subjects", [7, 20])
+def test_folds_do_not_depend_on_the_pseudonymisation_key(n_subjects):
+    """Same source, two keys: the same windows in every part of every fold (LOSO and
+    shuffle splits), because folds follow the source order of the subjects, not their ids."""
+    source = window_subjects(n_subjects)
+    assert fold_indices(pseudonyms_under("lab-a", source)) == fold_indices(
+        pseudonyms_under("lab-b", source)
+    )
+    for n in (3, n_subjects - 1):
+        first = subset_subjects(pseudonyms_under("lab-a", source), n, seed=42)
+        second = subset_subjects(pseudonyms_under("lab-b", source), n, seed=42)
+        assert (first == second).all()
+
+
+def test_folds_follow_the_order_in_which_subjects_first_appear():
+    subjects = window_subjects(20)
+    order = list(dict.fromkeys(subjects))
+    renamed = dict(zip(order, reversed(sorted(order)), strict=True))
+    relabelled = np.array([renamed[s] for s in subjects])
+    assert fold_indices(relabelled) == fold_indices(subjects)
 
 
 def test_shuffle_splits_test_different_subjects():

@@ -330,7 +330,9 @@ def evaluate_arms(
     finetune = Finetune(**settings["finetune"])
     frames = []
     for name, plan in datasets.items():
-        data = load_dataset(name, plan["path"], plan["subjects"], protocol.split_seed)
+        data = load_dataset(
+            name, plan["path"], plan["subjects"], protocol.split_seed, plan["batch_size"]
+        )
         if init is not None and set(arms) & set(PRETRAINED_ARMS):
             check_weights_fit(data, "the pre-trained weights", Path(init))
         for fold in evaluation_folds(data, protocol):
@@ -905,7 +907,11 @@ def prepare_datasets(
     plans = {}
     for dataset in cfg.evaluation.datasets:
         path = materialise_dataset(dataset, output / "data")
-        plans[dataset.name] = {"path": path, "subjects": dataset.subjects}
+        plans[dataset.name] = {
+            "path": path,
+            "subjects": dataset.subjects,
+            "batch_size": dataset.batch_size,
+        }
         seconds = labelled_window_seconds(path)
         if window_seconds is not None and seconds != window_seconds:
             raise ConfigError(

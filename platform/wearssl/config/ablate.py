@@ -28,8 +28,8 @@ SweepKind = Literal[
 ]
 PRETRAINING_KINDS = ("unlabelled_subjects", "data_ratio", "weighted_sampling", "tasks")
 COUNT_KINDS = ("unlabelled_subjects", "labelled_subjects")
-AblationArm = Literal["forest", "scratch", "frozen", "finetune"]
-PRETRAINED_ARMS = ("frozen", "finetune")
+AblationArm = Literal["forest", "linear_probe", "scratch", "frozen", "finetune"]
+PRETRAINED_ARMS = ("linear_probe", "frozen", "finetune")
 
 _VALUE_TYPES: dict[str, TypeAdapter] = {
     "unlabelled_subjects": TypeAdapter(list[int]),

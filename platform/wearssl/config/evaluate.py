@@ -16,8 +16,8 @@ from wearssl.config.base import (
     distinct,
 )
 
-ArmName = Literal["forest", "scratch", "frozen", "finetune", "transfer"]
-PRETRAINED_ARMS = ("frozen", "finetune")
+ArmName = Literal["forest", "linear_probe", "scratch", "frozen", "finetune", "transfer"]
+PRETRAINED_ARMS = ("linear_probe", "frozen", "finetune")
 
 
 class SyntheticLabelled(StrictModel):
@@ -41,6 +41,12 @@ class Dataset(StrictModel):
         None,
         ge=3,
         description="keep only this many labelled subjects (drawn by protocol.split_seed)",
+    )
+    batch_size: int | None = Field(
+        None,
+        ge=2,
+        description="neural arms' batch size for this set; None: the set's own (a dataset "
+        "recipe writes the paper's: ADL 50, WISDM 500), else finetune.batch_size",
     )
 
     @model_validator(mode="after")
@@ -74,7 +80,7 @@ class Protocol(StrictModel):
 class Finetune(StrictModel):
     lr: float = Field(1e-4, gt=0, le=1)
     batch_size: int = Field(256, ge=2)
-    max_epochs: int = Field(50, ge=1)
+    max_epochs: int = Field(200, ge=1, description="the paper's cap; early stopping ends sooner")
     patience: int = Field(5, ge=1, description="epochs without validation improvement")
     augment: bool = Field(True, description="random axis swap + 3-D rotation of training batches")
 

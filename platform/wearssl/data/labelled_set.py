@@ -3,20 +3,23 @@
 A labelled set is a folder (local or any pyarrow URI)::
 
     SET/labelled.json     name, window_seconds, sample_rate_hz, label names (in class order),
-                          counts (windows per class and per subject) and, where the source
-                          defines one, subjects: the pseudonyms in the source's subject order
+                          counts (windows per class and per subject), optionally
+                          the batch size the set is trained with (``batch_size``: the
+                          paper's per-dataset value) and, where the source defines one,
+                          subjects: the pseudonyms in the source's subject order
     SET/windows.parquet   one row per window: subject (pseudonym), label, time, window
 
-Windows are 30 Hz, in g, channel-major ``3 x L`` float32 lists. The subject order lets
-folds follow the source (e.g. a dataset's participant numbers) rather than the order of
-the pseudonyms, which depends on the pseudonymisation key; sets written without it read
-with ``subject_order`` None.
+Windows are 30 Hz, in g, channel-major ``3 x L`` float32 lists. Folds take subjects in
+the order of their first window (``wearssl.data.splits``), not in the order of the
+pseudonyms, which depends on the pseudonymisation key; a set that states its source's
+subject order (``subject_order``, e.g. a dataset's participant numbers) has its windows
+in that order, which the writer checks. Sets written without it read with
+``subject_order`` None.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +35,7 @@ from wearssl.data.corpus import (
     join,
     resolve,
 )
+from wearssl.data.splits import subjects_in_source_order
 
 INFO_NAME = "labelled.json"
 WINDOWS_NAME = "windows.parquet"
@@ -46,6 +50,7 @@ class LabelledSet:
     labels: np.ndarray  # (n,) int64 index into label_names
     subjects: np.ndarray  # (n,) str pseudonyms
     times_ms: np.ndarray  # (n,) int64 window start, ms since epoch
+    batch_size: int | None = None  # the set's own training batch size, if it has one
     subject_order: list[str] | None = None  # each subject once, in the source's order
 
     @property
@@ -66,16 +71,17 @@ class LabelledSet:
             self.labels[mask],
             subjects,
             self.times_ms[mask],
+            self.batch_size,
             order,
         )
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Windows per class (in class order) and per subject (in the subject order,
-        else sorted)."""
+        """Windows per class (in class order) and per subject (in the order of their
+        first window)."""
         per_class = np.bincount(self.labels, minlength=len(self.label_names))
         subjects, per_subject = np.unique(self.subjects.astype(str), return_counts=True)
         by_subject = dict(zip(subjects.tolist(), per_subject.tolist(), strict=True))
-        order = self.subject_order if self.subject_order is not None else sorted(by_subject)
+        order = subject_order_of(self.subjects)
         return {
             "classes": {name: int(n) for name, n in zip(self.label_names, per_class, strict=True)},
             "subjects": {subject: int(by_subject[subject]) for subject in order},
@@ -115,24 +121,26 @@ def write_labelled_set(path: str, labelled: LabelledSet) -> None:
         "label_names": list(labelled.label_names),
         "counts": labelled.counts(),
     }
+    if labelled.batch_size is not None:
+        info["batch_size"] = labelled.batch_size
     if labelled.subject_order is not None:
         info["subjects"] = list(labelled.subject_order)
     atomic_write_bytes(fs, join(root, INFO_NAME), json.dumps(info, indent=2).encode())
 
 
 def _check_subject_order(labelled: LabelledSet) -> None:
-    """The subject order, where given, names every subject of the windows exactly once."""
+    """The subject order, where given, lists each subject once, in the order of their
+    first windows (the order folds take them in)."""
     order = labelled.subject_order
-    if order is None:
-        return
-    repeated = sorted(subject for subject, n in Counter(order).items() if n > 1)
-    present = set(labelled.subjects.astype(str).tolist())
-    missing, extra = sorted(present - set(order)), sorted(set(order) - present)
-    if repeated or missing or extra:
+    if order is not None and list(order) != subject_order_of(labelled.subjects):
         raise ValueError(
-            f"labelled set {labelled.name}: the subject order must name each subject of the "
-            f"windows once; repeated {repeated}, missing {missing}, without windows {extra}"
+            f"labelled set {labelled.name}: the subject order must list each subject of the "
+            "windows once, in the order of their first windows"
         )
+
+
+def subject_order_of(subjects: np.ndarray) -> list[str]:
+    return [str(subject) for subject in subjects_in_source_order(subjects)]
 
 
 def read_labelled_set(path: str) -> LabelledSet:
@@ -160,5 +168,6 @@ def read_labelled_set(path: str) -> LabelledSet:
         labels=np.array([index[x] for x in raw_labels], dtype=np.int64),
         subjects=np.array(table["subject"].to_pylist(), dtype=object),
         times_ms=table["time"].cast(pa.int64()).to_numpy(),
+        batch_size=info.get("batch_size"),
         subject_order=info.get("subjects"),
     )

@@ -4,7 +4,13 @@ Fewer than 10 subjects: leave-one-subject-out, one of the remaining subjects hel
 validation. Otherwise: GroupShuffleSplit by subject (test 0.2, seed 42, 5 splits) with
 12.5 % of the training subjects held out for validation (7:1:2). The validation subjects
 are drawn by a generator seeded with (seed, fold index), so a fold is reproducible on its
-own. Subjects are ordered by ``np.unique``, so folds do not depend on window order.
+own.
+
+Subjects are taken in the order they first appear in the set (its source order: files,
+or the ``pid`` array, as imported), never in the order of their ids. Ids are keyed
+pseudonyms, so ordering by them would make every fold (and each leave-one-out fold's
+validation subject) depend on the pseudonymisation key: two labs importing the same
+public set with different keys would get different folds and different figures.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ def protocol_folds(
         raise ValueError(f"test_size must lie in (0, 1); got {test_size}")
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must lie in (0, 1); got {val_fraction}")
-    unique = np.unique(subjects)
+    unique = subjects_in_source_order(subjects)
     if len(unique) < MIN_SUBJECTS:
         raise ValueError(
             f"the protocol needs at least {MIN_SUBJECTS} subjects; got {len(unique)}: {unique}"
@@ -61,11 +67,16 @@ def subset_subjects(subjects: np.ndarray, n: int, seed: int) -> np.ndarray:
     """
     subjects = _checked_subjects(subjects)
     _check_seed(seed)
-    unique = np.unique(subjects)
+    unique = subjects_in_source_order(subjects)
     if not 1 <= n <= len(unique):
         raise ValueError(f"n must lie in [1, {len(unique)}] (the number of subjects); got {n}")
     chosen = unique[np.random.default_rng(seed).permutation(len(unique))[:n]]
     return np.isin(subjects, chosen)
+
+
+def subjects_in_source_order(subjects: np.ndarray) -> np.ndarray:
+    """The distinct subjects in the order of their first window."""
+    return pd.unique(pd.Series(subjects, dtype=object)).astype(object)
 
 
 def _leave_one_subject_out(subjects: np.ndarray, unique: np.ndarray, seed: int) -> list[Fold]:
@@ -90,13 +101,15 @@ def _shuffle_splits(
     splitter = GroupShuffleSplit(n_splits=n_splits, test_size=test_size, random_state=seed)
     folds = []
     placeholder = np.zeros(len(subjects))
-    for index, (train_val, test) in enumerate(splitter.split(placeholder, groups=subjects)):
-        train_subjects = np.unique(subjects[train_val])
+    # GroupShuffleSplit orders groups by value: give it source-order codes, not the ids
+    codes = source_order_codes(subjects)
+    for index, (train_val, test) in enumerate(splitter.split(placeholder, groups=codes)):
+        train_subjects = np.unique(codes[train_val])
         n_val = min(max(1, round(val_fraction * len(train_subjects))), len(train_subjects) - 1)
         val_subjects = np.random.default_rng([seed, index]).choice(
             train_subjects, size=n_val, replace=False
         )
-        is_val = np.isin(subjects[train_val], val_subjects)
+        is_val = np.isin(codes[train_val], val_subjects)
         folds.append(
             Fold(
                 name=f"split-{index}",
@@ -106,6 +119,12 @@ def _shuffle_splits(
             )
         )
     return folds
+
+
+def source_order_codes(subjects: np.ndarray) -> np.ndarray:
+    """Each window's subject as 0, 1, 2, ... in the subjects' source order."""
+    codes, _ = pd.factorize(pd.Series(subjects, dtype=object), sort=False)
+    return codes
 
 
 def _indices_of(subjects: np.ndarray, chosen: np.ndarray | list) -> np.ndarray:

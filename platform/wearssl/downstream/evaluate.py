@@ -93,10 +93,14 @@ class TrialsFailed(RuntimeError):
 # ---------------------------------------------------------------- datasets
 
 
-def load_dataset(name: str, path: str, subjects: int | None, split_seed: int) -> LabelledSet:
+def load_dataset(
+    name: str, path: str, subjects: int | None, split_seed: int, batch_size: int | None = None
+) -> LabelledSet:
     """The labelled set at ``path`` under the config's dataset ``name``, reduced to
-    ``subjects`` subjects when given."""
+    ``subjects`` subjects when given, trained with ``batch_size`` when given."""
     data = replace(read_labelled_set(path), name=name)
+    if batch_size is not None:
+        data = replace(data, batch_size=batch_size)
     if data.window_seconds not in WINDOW_SAMPLES:
         raise ValueError(
             f"labelled set {path} has {data.window_seconds}-s windows; harnet exists for "
@@ -300,7 +304,9 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         raise RuntimeError(f"failure injected by {FAIL_TRIALS_ENV} for trial {key}")
     torch.set_num_threads(context["threads"])
     protocol = Protocol(**context["protocol"])
-    data = load_dataset(spec["dataset"], plan["path"], plan["subjects"], protocol.split_seed)
+    data = load_dataset(
+        spec["dataset"], plan["path"], plan["subjects"], protocol.split_seed, plan["batch_size"]
+    )
     fold = evaluation_folds(data, protocol)[spec["fold_index"]]
     if fold.name != spec["fold"]:
         raise RuntimeError(f"trial {key}: fold {spec['fold_index']} is now {fold.name}")
@@ -950,12 +956,19 @@ def prepare_inputs(cfg: EvaluateConfig, output: Path, uri: str) -> Inputs:
     datasets, plans = {}, {}
     for dataset in cfg.datasets:
         path = materialise_dataset(dataset, output / "data")
-        data = load_dataset(dataset.name, path, dataset.subjects, cfg.protocol.split_seed)
+        data = load_dataset(
+            dataset.name, path, dataset.subjects, cfg.protocol.split_seed, dataset.batch_size
+        )
         init = {arm: str(pretrained) for arm in PRETRAINED_ARMS if arm in cfg.arms}
         if init:
             check_weights_fit(data, f"the pre-trained weights {cfg.pretrained!r}", pretrained)
         datasets[dataset.name] = data
-        plans[dataset.name] = {"path": path, "subjects": dataset.subjects, "init": init}
+        plans[dataset.name] = {
+            "path": path,
+            "subjects": dataset.subjects,
+            "batch_size": dataset.batch_size,
+            "init": init,
+        }
     transfer_source = None
     if "transfer" in cfg.arms:
         windows = {data.window_seconds for data in datasets.values()}

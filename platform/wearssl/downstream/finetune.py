@@ -1,6 +1,7 @@
 """Training one arm of the downstream protocol on one fold.
 
-Neural arms share one loop (:func:`fit_classifier`): Adam, class-weighted cross-entropy
+Neural arms share one loop (:func:`fit_classifier`): Adam with ``amsgrad=True`` (as the
+paper's code), class-weighted cross-entropy
 with weights from the training fold's class frequencies, axis-swap + rotation
 augmentation of every training batch, early stopping on the validation subjects'
 (equally weighted) loss, and the best-validation weights restored at the end. They differ
@@ -13,8 +14,16 @@ in where the feature extractor starts and what is trained:
 * ``transfer``: feature extractor of a classifier trained supervised on another labelled
   set (:func:`train_transfer_source`), all layers trained.
 
-Every neural arm starts with a freshly initialised head. The ``forest`` arm is the
-balanced random forest of :mod:`wearssl.models.forest`.
+The ``linear_probe`` arm (:mod:`wearssl.downstream.linear_probe`) trains no network: a
+logistic regression on the frozen pre-trained features. Every neural arm starts with a
+freshly initialised head. The ``forest`` arm is the
+balanced random forest of :mod:`wearssl.models.forest`. It has no early stopping, so, as in
+the paper, it is fit on every non-test window of the fold (training and validation
+subjects together) and has no validation loss (NaN).
+
+The batch size is the labelled set's (:attr:`LabelledSet.batch_size`, which a dataset
+recipe or the evaluation config sets: the paper used 50 for ADL and 500 for WISDM, as a
+small set needs small batches to get enough steps per epoch), else the ``finetune`` one.
 """
 
 from __future__ import annotations
@@ -31,14 +40,14 @@ import torch.nn.functional as F
 from wearssl.config.evaluate import Finetune
 from wearssl.data.labelled_set import LabelledSet
 from wearssl.data.splits import Fold
+from wearssl.downstream.linear_probe import train_linear_probe_arm
 from wearssl.models.forest import fit_forest, predict_forest
 from wearssl.models.harnet import HarNet, harnet, save_checkpoint
 from wearssl.pretrain.transforms import augment
 
 NEURAL_ARMS = ("scratch", "frozen", "finetune", "transfer")
 INITIALISED_ARMS = ("frozen", "finetune", "transfer")
-ARMS = ("forest", *NEURAL_ARMS)
-PROBABILITY_FLOOR = 1e-7
+ARMS = ("forest", "linear_probe", *NEURAL_ARMS)
 
 
 @dataclass
@@ -81,15 +90,6 @@ def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
     weights = np.zeros(n_classes)
     weights[present] = len(labels) / (present.sum() * counts[present])
     return torch.tensor(weights, dtype=torch.float32)
-
-
-def weighted_log_loss(probabilities: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
-    """Class-weighted mean cross-entropy of predicted probabilities (as torch's weighted CE)."""
-    picked = probabilities[np.arange(len(labels)), labels]
-    w = np.asarray(weights, dtype=np.float64)[labels]
-    if w.sum() <= 0:
-        return math.nan
-    return float((w * -np.log(np.clip(picked, PROBABILITY_FLOOR, 1.0))).sum() / w.sum())
 
 
 def device_for_training() -> torch.device:
@@ -194,6 +194,11 @@ def train_one_epoch(
     return float(np.mean(losses))
 
 
+def downstream_optimiser(model: HarNet, settings: Finetune) -> torch.optim.Adam:
+    """The paper's downstream optimiser: Adam with AMSGrad on the trainable parameters."""
+    return torch.optim.Adam(trainable_parameters(model), lr=settings.lr, amsgrad=True)
+
+
 def fit_classifier(
     model: HarNet,
     train: tuple[np.ndarray, np.ndarray],
@@ -215,7 +220,7 @@ def fit_classifier(
         torch.Generator().manual_seed(seed),
         torch.Generator(device=device).manual_seed(seed),
     )
-    optimiser = torch.optim.Adam(trainable_parameters(model), lr=settings.lr)
+    optimiser = downstream_optimiser(model, settings)
     windows, labels = torch.from_numpy(train_x), torch.from_numpy(train_y)
     best = FitOutcome(best_val_loss=math.inf, best_epoch=-1)
     best_state = copy.deepcopy(model.state_dict())
@@ -237,6 +242,13 @@ def fit_classifier(
     return best
 
 
+def settings_for(data: LabelledSet, settings: Finetune) -> Finetune:
+    """``settings`` with the labelled set's own batch size, when it has one."""
+    if data.batch_size is None:
+        return settings
+    return settings.model_copy(update={"batch_size": data.batch_size})
+
+
 def train_neural_arm(
     arm: str,
     data: LabelledSet,
@@ -246,6 +258,7 @@ def train_neural_arm(
     init: str | Path | None = None,
 ) -> ArmOutcome:
     n_classes = len(data.label_names)
+    settings = settings_for(data, settings)
     model = build_classifier(arm, data.window_seconds, n_classes, seed, init)
     model.to(device_for_training())
     fit = fit_classifier(
@@ -271,24 +284,25 @@ def expand_probabilities(
 def train_forest_arm(
     data: LabelledSet, fold: Fold, seed: int, n_estimators: int, n_jobs: int = 1
 ) -> ArmOutcome:
-    """The forest, with its validation loss computed like the neural arms' (for seed choice)."""
+    """The forest, fit on every non-test window of the fold; its validation loss is NaN."""
     n_classes = len(data.label_names)
+    fit_on = non_test_windows(fold)
     forest = fit_forest(
-        data.windows[fold.train],
-        data.labels[fold.train],
+        data.windows[fit_on],
+        data.labels[fit_on],
         seed=seed,
         n_estimators=n_estimators,
         n_jobs=n_jobs,
     )
-    val_probabilities = expand_probabilities(
-        predict_forest(forest, data.windows[fold.val])[1], forest.classes_, n_classes
-    )
-    weights = class_weights(data.labels[fold.train], n_classes).numpy()
-    val_loss = weighted_log_loss(val_probabilities, data.labels[fold.val], weights)
     test_probabilities = expand_probabilities(
         predict_forest(forest, data.windows[fold.test])[1], forest.classes_, n_classes
     )
-    return ArmOutcome(test_probabilities, val_loss, 0, [], None)
+    return ArmOutcome(test_probabilities, math.nan, 0, [], None)
+
+
+def non_test_windows(fold: Fold) -> np.ndarray:
+    """The training and validation windows of a fold, in index order."""
+    return np.sort(np.concatenate([fold.train, fold.val]))
 
 
 def train_arm(
@@ -304,6 +318,11 @@ def train_arm(
 ) -> ArmOutcome:
     if arm == "forest":
         return train_forest_arm(data, fold, seed, n_estimators, n_jobs)
+    if arm == "linear_probe":
+        if init is None:
+            raise ValueError("arm 'linear_probe' needs weights to take features from")
+        probabilities, val_loss = train_linear_probe_arm(data, fold, seed, init)
+        return ArmOutcome(probabilities, val_loss, 0, [], None)
     return train_neural_arm(arm, data, fold, seed, settings, init)
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
 
-ARMS = ("forest", "scratch", "frozen", "finetune", "transfer")
+ARMS = ("forest", "linear_probe", "scratch", "frozen", "finetune", "transfer")
 SCORE_COLUMNS = ("dataset", "arm", "fold", "seed", "subject", "f1_macro", "kappa", "accuracy")
 SELECTION = "selection"
 REFERENCE_ARMS = {"f1_rel_vs_scratch": "scratch", "f1_rel_vs_forest": "forest"}

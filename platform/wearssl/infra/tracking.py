@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,21 +82,6 @@ def experiment_id(job_kind: str, uri: str | None = None) -> str:
     except mlflow.exceptions.MlflowException:
         # another process created it between our lookup and create
         return client.get_experiment_by_name(name).experiment_id
-
-
-def git_commit(repo: str | Path | None = None) -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=repo or Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def params_for_mlflow(flat: dict[str, Any]) -> dict[str, str]:

@@ -80,10 +80,18 @@ def resize_windows(windows: np.ndarray, length: int) -> np.ndarray:
 
 
 def write_recipe_set(
-    out: str, name: str, window_seconds: int, label_names: list[str], part: RecipeWindows
+    out: str,
+    name: str,
+    window_seconds: int,
+    label_names: list[str],
+    batch_size: int,
+    part: RecipeWindows,
 ) -> RecipeSummary:
     """Pseudonymise the subjects, write the labelled set atomically, and summarise it.
-    The classes keep the order of ``label_names``; a class without windows is left out."""
+
+    The windows are put in the source's subject order (folds follow it), each subject's
+    in their own order; the classes keep the order of ``label_names``, leaving out a class
+    without windows; ``batch_size`` is the paper's batch size for the set's networks."""
     if len(part.labels) == 0:
         raise ValueError(f"{name}: no window was left to write (dropped: {part.dropped})")
     expected = window_seconds * SAMPLE_RATE_HZ
@@ -97,15 +105,18 @@ def write_recipe_set(
         raise ValueError(f"{name}: labels {unknown} are not among the classes {label_names}")
     label_names = [label for label in label_names if label in present]
     index = {label: i for i, label in enumerate(label_names)}
+    rank = {raw: i for i, raw in enumerate(part.subject_order)}
+    order = np.argsort([rank[raw] for raw in part.subjects], kind="stable")
     pseudonyms = {raw: pseudonymise(raw) for raw in part.subject_order}
     labelled = LabelledSet(
         name=name,
         window_seconds=window_seconds,
         label_names=list(label_names),
-        windows=part.windows,
-        labels=np.array([index[label] for label in part.labels], dtype=np.int64),
-        subjects=np.array([pseudonyms[raw] for raw in part.subjects], dtype=object),
-        times_ms=np.asarray(part.times_ms, dtype=np.int64),
+        windows=part.windows[order],
+        labels=np.array([index[label] for label in part.labels[order]], dtype=np.int64),
+        subjects=np.array([pseudonyms[raw] for raw in part.subjects[order]], dtype=object),
+        times_ms=np.asarray(part.times_ms, dtype=np.int64)[order],
+        batch_size=batch_size,
         subject_order=[pseudonyms[raw] for raw in part.subject_order],
     )
     write_labelled_set(out, labelled)
