@@ -107,6 +107,8 @@ def write_recipe_set(
     index = {label: i for i, label in enumerate(label_names)}
     rank = {raw: i for i, raw in enumerate(part.subject_order)}
     order = np.argsort([rank[raw] for raw in part.subjects], kind="stable")
+    if np.array_equal(order, np.arange(len(order))):
+        order = slice(None)  # already in order: no copy of the windows
     pseudonyms = {raw: pseudonymise(raw) for raw in part.subject_order}
     labelled = LabelledSet(
         name=name,
