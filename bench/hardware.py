@@ -148,3 +148,8 @@ def installed_version(package: str) -> str | None:
         return version(package)
     except PackageNotFoundError:
         return None
+
+
+def mfu(windows_per_s: float, peak_flop_per_s: float) -> float:
+    """Model FLOP utilisation at 1.72 GFLOP per window against the measured peak."""
+    return windows_per_s * FLOP_PER_WINDOW / peak_flop_per_s

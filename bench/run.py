@@ -124,11 +124,6 @@ def measure_steps(device: torch.device, size: HarnessSize, size_name: str) -> di
     return result
 
 
-def mfu(windows_per_s: float, peak_flop_per_s: float) -> float:
-    """Model FLOP utilisation at 1.72 GFLOP per window against the measured peak."""
-    return windows_per_s * hardware.FLOP_PER_WINDOW / peak_flop_per_s
-
-
 def summarise(result: dict, device: torch.device) -> dict:
     """Derived figures: MFU, peak memory, extrapolated hours for the paper's windows."""
     steps, training = result["model_step"], result["training"]
@@ -146,8 +141,8 @@ def summarise(result: dict, device: torch.device) -> dict:
         else peak["flop_per_cpu_s"] * training["ray_train"]["torch_threads"]
     )
     return {
-        "mfu_best_step": mfu(step_rate, step_peak),
-        "mfu_end_to_end": mfu(e2e_rate, e2e_peak),
+        "mfu_best_step": hardware.mfu(step_rate, step_peak),
+        "mfu_end_to_end": hardware.mfu(e2e_rate, e2e_peak),
         "peak_memory_bytes": best["peak_memory_bytes"],
         "peak_memory_kind": "torch.cuda.max_memory_allocated, best step variant"
         if cuda

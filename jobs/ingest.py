@@ -23,10 +23,14 @@ from wearssl.infra.ray_runtime import connect
 
 EPILOG = """\
 exit status: 0 done (recordings partly recovered are listed in CORPUS/quarantine.csv as
-'partial'); 3 done, but some recordings were quarantined; 2 usage error.
+'partial'); 3 done, but some recordings were quarantined; 2 usage error. What each file
+held (device, clock, gaps, idle sleep, calibration, rows dropped, windows) is kept in
+CORPUS/ingest_report.parquet and summed up at the end of the run.
 
 examples:
   python jobs/ingest.py /data/ukb/*.cwa.gz --out s3://bucket/corpus --address auto
+  python jobs/ingest.py '../shared/data/e4-stress/S*/ACC.csv.gz' --out corpora/e4 \\
+      --timezone Europe/London   (Empatica E4 sessions, each named after its folder)
   python jobs/ingest.py arrays/ --rate 100 --start 2024-01-01T00:00:00 --out corpus/
   python jobs/ingest.py --labelled capture24/ --out sets/capture24 --name capture24 \\
       --label-map capture24_map.yaml --window-seconds 10

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 
 from wearssl.data.devices import (
+    CLOCK_DEVICE_LOCAL,
+    CLOCK_DEVICE_OFFSET,
     STANDARD_GRAVITY,
     CsvColumns,
     ReadOptions,
@@ -408,3 +410,193 @@ def test_read_options_reject_bad_values():
         ReadOptions(timezone="Mars/Olympus")
     with pytest.raises(ValueError, match="ROLE=NAME"):
         CsvColumns.parse(["speed=v"])
+
+
+# ---------------------------------------------------------------- ActiGraph idle sleep, clocks
+
+
+@needs_devices
+@pytest.mark.realdata
+def test_actigraph_idle_sleep_is_filled_with_the_last_sample():
+    """The wGT3X-BT file logs 23 idle-sleep periods (sleep/wake events) totalling 1180 s;
+    actipy returns no samples for them. Each is filled at 30 Hz with the sample before it."""
+    import actipy
+
+    raw, _ = actipy.read_device(
+        str(DEVICES / "GGIR_actigraph_testfile.gt3x"),
+        lowpass_hz=None,
+        calibrate_gravity=False,
+        detect_nonwear=False,
+        resample_hz=None,
+        verbose=False,
+    )
+    raw_times = raw.index.values.astype("datetime64[ns]").view(np.int64)
+    read = read_recording(str(DEVICES / "GGIR_actigraph_testfile.gt3x"))
+    assert read.idle_sleep_seconds == pytest.approx(1180.0)
+    assert read.n_samples == len(raw) + 1180 * 30
+    steps = np.diff(read.times_ns)
+    assert steps.min() > 0 and steps.max() <= 34_000_000  # 30 Hz throughout, no gap left
+    before_gap = np.flatnonzero(np.diff(raw_times) > NS)
+    assert len(before_gap) == 23
+    for index in before_gap:
+        at = np.flatnonzero(read.times_ns == raw_times[index])[0]
+        following = read.times_ns < raw_times[index + 1]
+        filled = read.xyz[at : np.flatnonzero(following)[-1] + 1]
+        np.testing.assert_array_equal(filled, np.broadcast_to(filled[0], filled.shape))
+    np.testing.assert_array_equal(read.xyz[np.isin(read.times_ns, raw_times)], raw[["x", "y", "z"]])
+
+
+@needs_devices
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    "name, offset_seconds",
+    [
+        ("GGIR_actigraph_testfile.gt3x", 2 * 3600),  # info.txt: "TimeZone: 02:00:00"
+        ("GENEActiv_testfile.bin", 3600),  # header: "Time Zone:GMT +01:00"
+        ("ax3_testfile.cwa", None),  # a CWA header states no zone
+    ],
+)
+def test_device_times_are_the_wall_clock_with_the_offset_the_device_states(name, offset_seconds):
+    read = read_recording(str(DEVICES / name))
+    assert read.utc_offset_seconds == offset_seconds
+    assert read.clock == (CLOCK_DEVICE_LOCAL if offset_seconds is None else CLOCK_DEVICE_OFFSET)
+    assert read.device_id
+
+
+@needs_devices
+@pytest.mark.realdata
+def test_actigraph_negative_time_zone_is_read_from_its_header(tmp_path):
+    """The real file with its info.txt saying -05:00 (an ActiGraph set up in New York)."""
+    import zipfile
+
+    source = zipfile.ZipFile(DEVICES / "GGIR_actigraph_testfile.gt3x")
+    path = tmp_path / "new_york.gt3x"
+    with zipfile.ZipFile(path, "w") as copy:
+        for member in source.namelist():
+            content = source.read(member)
+            if member == "info.txt":
+                content = content.replace(b"TimeZone: 02:00:00", b"TimeZone: -05:00:00")
+            copy.writestr(member, content)
+    read = read_recording(str(path))
+    original = read_recording(str(DEVICES / "GGIR_actigraph_testfile.gt3x"))
+    assert read.utc_offset_seconds == -5 * 3600
+    np.testing.assert_array_equal(read.times_ns, original.times_ns)  # wall clock kept
+
+
+# ---------------------------------------------------------------- Empatica E4
+
+
+E4 = DATA / "e4-stress"
+needs_e4 = pytest.mark.skipif(not E4.is_dir(), reason=f"{E4} is absent")
+
+
+@needs_e4
+@pytest.mark.realdata
+def test_e4_acc_file_reads_as_a_device_named_by_its_folder():
+    path = E4 / "S01" / "ACC.csv.gz"
+    table = pd.read_csv(path, header=None)
+    start, rate = float(table.iloc[0, 0]), float(table.iloc[1, 0])
+    counts = table.iloc[2:].to_numpy(np.float64)
+    assert recording_format(str(path)) == "e4" and recording_stem(str(path)) == "S01"
+    read = read_recording(str(path), ReadOptions(timezone="America/New_York"))
+    assert (read.device, read.sample_rate_hz, read.resolution_g) == ("E4", 32.0, 1 / 64)
+    assert read.n_samples == len(counts) and read.read_errors == 0
+    np.testing.assert_array_equal(read.xyz, (counts / 64).astype(np.float32))
+    # the start is Unix time (UTC): on New York's wall clock (EST in February) 5 h earlier
+    assert read.utc_offset_seconds == -5 * 3600
+    assert read.times_ns[0] == (int(start) - 5 * 3600) * NS
+    assert read.times_ns[-1] == read.times_ns[0] + round((len(counts) - 1) * NS / rate)
+    assert "New_York" in read.clock
+
+
+def test_e4_file_with_a_bad_header_names_the_file_and_the_rows(tmp_path):
+    folder = tmp_path / "S99"
+    folder.mkdir()
+    (folder / "ACC.csv").write_text("1644226061.0, 1644226099.0, 1644226061.0\n32, 32, 32\n1,2,3\n")
+    with pytest.raises(RecordingError, match=r"S99/ACC\.csv: not an Empatica E4 file: row 1"):
+        read_recording(str(folder / "ACC.csv"))
+
+
+# ---------------------------------------------------------------- bad samples in a long CSV
+
+
+def _long_csv_rows(shared_data: Path, n: int = 72_000) -> list[str]:
+    """``n`` real E4 samples (session S02) as ``time,x,y,z`` lines, time in Unix ms."""
+    read = read_recording(str(shared_data / "e4-stress" / "S02" / "ACC.csv.gz"))
+    ms = read.times_ns[:n] // 1_000_000
+    return [f"{t},{x:g},{y:g},{z:g}" for t, (x, y, z) in zip(ms, read.xyz[:n], strict=True)]
+
+
+def _write_csv(path: Path, rows: list[str]) -> str:
+    path.write_text("time,x,y,z\n" + "\n".join(rows) + "\n")
+    return str(path)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        {100: "@@@ garbage @@@", 40_000: "x,y", 71_000: "1644226061000,a,b,c"},
+        {36_000: "1644226061000,0.1,0.2,0.3,0.4"},  # one row with too many columns
+    ],
+)
+def test_a_few_malformed_lines_in_a_long_csv_are_dropped_and_counted(
+    shared_data, tmp_path, garbage
+):
+    rows = _long_csv_rows(shared_data)
+    for index, line in sorted(garbage.items(), reverse=True):
+        rows.insert(index, line)
+    read = read_recording(_write_csv(tmp_path / "long.csv", rows))
+    assert read.n_samples == 72_000
+    assert read.dropped_rows == {"malformed lines": len(garbage)}
+    assert read.read_errors == len(garbage)
+    assert any(f"dropped {len(garbage)} malformed lines" in note for note in read.notes)
+
+
+def test_a_csv_that_is_mostly_malformed_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "semicolons.csv"
+    path.write_text("time,x,y,z\n" + "".join(f"{i};0;0;1\n" for i in range(100)))
+    with pytest.raises(RecordingError, match=r"semicolons\.csv: cannot read as CSV"):
+        read_recording(str(path))
+
+
+@pytest.mark.realdata
+def test_time_going_backwards_is_reported_as_lost(shared_data, tmp_path):
+    rows = _long_csv_rows(shared_data)
+    times = [int(row.split(",", 1)[0]) for row in rows]
+    # the clock steps back 2 s at row 36,000: the 64 rows that repeat covered time go
+    moved = zip(times[36_000:], rows[36_000:], strict=True)
+    rows[36_000:] = [f"{t - 2000},{row.split(',', 1)[1]}" for t, row in moved]
+    read = read_recording(_write_csv(tmp_path / "backwards.csv", rows))
+    assert read.dropped_rows == {"time not increasing": 64}
+    assert read.lost_seconds == pytest.approx(64 / 32, rel=0.01)
+    assert read.kept_fraction == pytest.approx(71_936 / 72_000, rel=1e-3)
+    back_ms = 2000 - (times[36_000] - times[35_999])  # from a sample to the next, less 2 s
+    assert f"time goes backwards 1 times (by up to {back_ms / 1000:.3f} s)" in read.notes[0]
+
+
+@pytest.mark.realdata
+def test_huge_values_are_clipped_and_nan_samples_are_gaps(shared_data, tmp_path):
+    from wearssl.data import corpus
+    from wearssl.data.preprocess import preprocess
+
+    rows = _long_csv_rows(shared_data)
+    for index in range(20_000, 20_005):  # a sensor fault: values x 10^6
+        t, x, y, z = rows[index].split(",")
+        rows[index] = f"{t},{float(x) * 1e6},{float(y) * 1e6 + 3e6},{z}"
+    for index in range(50_000, 50_160):  # 5 s of NaN samples
+        rows[index] = rows[index].split(",")[0] + ",nan,nan,nan"
+    read = read_recording(_write_csv(tmp_path / "faulty.csv", rows))
+    assert read.clipped_samples == 5
+    assert np.abs(read.xyz).max() == 16.0
+    assert read.dropped_rows == {"missing or non-finite values": 160}
+    windowed = preprocess(read.times_ns, read.xyz, read.sample_rate_hz)
+    gap_from, gap_to = read.times_ns[49_999], read.times_ns[50_000]
+    assert gap_to - gap_from == pytest.approx(161 * NS / 32, abs=2_000_000)
+    over_gap = (windowed.starts_ns + 9_967_000_000 > gap_from) & (windowed.starts_ns < gap_to)
+    assert over_gap.any() and not windowed.wear[over_gap].any()
+    assert windowed.wear[~over_gap].all()
+    table = corpus.day_table(
+        "s", "2022-02-07", windowed.starts_ns // 1_000_000, windowed.windows, windowed.wear
+    )
+    assert np.isfinite(corpus.decode_windows(table)).all()

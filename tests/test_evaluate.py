@@ -52,7 +52,8 @@ from wearssl.models.resolve import (
     parse_model_ref,
     resolve_weights,
 )
-from wearssl.predict.recordings import EXIT_OK, INFO_SUFFIX
+from wearssl.predict.outputs import INFO_SUFFIX
+from wearssl.predict.recordings import EXIT_OK
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -389,7 +390,7 @@ def test_exported_model_carries_the_hmm_of_its_training_fold(tmp_path, capsys, m
     argv = ["predict", str(tmp_path / "P01.npz"), "--model", str(exported.path), "--out", str(out)]
     assert main(argv) == EXIT_OK
     assert "no HMM parameters" not in capsys.readouterr().err
-    assert json.loads((out / "P01" / f"P01{INFO_SUFFIX}").read_text())["hmm"] is True
+    assert json.loads((out / "P01" / f"P01{INFO_SUFFIX}").read_text())["HMM"] is True
 
 
 # ---------------------------------------------------------------- on Ray Tune (slow)

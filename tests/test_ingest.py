@@ -146,6 +146,20 @@ def test_nonwear_is_a_still_run_longer_than_the_patience():
     assert not result.wear[(result.starts_ns - START_NS >= 60 * MINUTE)][: 100 * 6].any()
 
 
+def test_a_still_coarse_device_is_still_by_its_resolution():
+    """A device with 1/32-g steps lying still for 100 minutes, its reading flipping
+    between two neighbouring steps: each axis' std is half a step (15.6 mg), above the
+    15-mg threshold, so only the resolution rule finds the non-wear."""
+    rate, step = 32, 1 / 32
+    levels = np.array([0.0, 0.0, 1.0]) + step * (np.arange(100 * 60 * rate) % 2)[:, None]
+    times = START_NS + np.rint(np.arange(len(levels)) * NS / rate).astype(np.int64)
+    options = PreprocessOptions(calibrate=False)
+    xyz = levels.astype(np.float32)
+    assert preprocess(times, xyz, rate, options).wear.all()
+    coarse = preprocess(times, xyz, rate, options, resolution_g=step)
+    assert not coarse.wear.any() and coarse.nonwear_seconds == 100 * 60
+
+
 def test_calibration_recovers_offset_and_scale():
     rng = np.random.default_rng(0)
     offset, scale = np.array([0.03, -0.02, 0.05]), np.array([1.02, 0.97, 1.01])
@@ -185,13 +199,35 @@ def test_resampling_100_to_30_hz_keeps_a_slow_sine_and_flags_gaps():
     )  # 12:00:00 ... 12:01:50, whose last sample (+9.967 s) precedes the data end (+9.99 s)
     grid = (result.starts_ns[:, None] - START_NS) / NS + np.arange(300) / 30
     truth = 0.5 * np.sin(2 * np.pi * 1.3 * grid)
-    np.testing.assert_array_equal(result.wear, ~((grid[:, 0] >= 40) & (grid[:, 0] < 60)))
-    # away from the gap and the recording's edges the 30-Hz samples are the sine's values
+    # the 12:00:40 window's last sample (+9.967 s) precedes the gap's last sample before it
+    np.testing.assert_array_equal(result.wear, ~((grid[:, 0] >= 50) & (grid[:, 0] < 60)))
+    # away from the edges of the recorded stretches (where the zero-phase filter has no
+    # data beyond) the 30-Hz samples are the sine's values
     good = result.wear.copy()
-    good[[0, -1]] = False
+    good[[0, 4, -1]] = False
     np.testing.assert_allclose(result.windows[good, 0], truth[good], atol=5e-3)
     np.testing.assert_allclose(result.windows[:, 2], 1.0, atol=1e-6)
     assert result.gap_seconds == pytest.approx(3.0, abs=0.02)
+
+
+@pytest.mark.realdata
+def test_a_fully_recorded_window_next_to_a_gap_stays_worn(shared_data):
+    """A 5-s gap cut into a real AX3 recording 30 s after its first window: the window
+    before it holds only recorded samples (its last at +9.967 s, the gap opens after the
+    sample at about +9.995 s), so it is worn; the window the gap falls in is not."""
+    read = read_recording(str(shared_data / "devices" / "skdh_ax3_sample.cwa"))
+    window_ns = 10 * NS
+    first_window = -(-int(read.times_ns[0]) // window_ns) * window_ns
+    gap_from = first_window + 3 * window_ns
+    keep = (read.times_ns < gap_from) | (read.times_ns >= gap_from + 5 * NS)
+    options = PreprocessOptions(calibrate=False, detect_nonwear=False)
+    result = preprocess(read.times_ns[keep], read.xyz[keep], read.sample_rate_hz, options)
+    offsets = ((result.starts_ns - first_window) // NS).tolist()
+    wear = dict(zip(offsets, result.wear.tolist(), strict=True))
+    assert read.times_ns[keep][read.times_ns[keep] < gap_from][-1] > gap_from - 10_000_000
+    assert wear[20] is True
+    assert wear[30] is False
+    assert wear[0] is wear[10] is wear[40] is True
 
 
 def test_split_days_at_midnight():
@@ -248,10 +284,40 @@ def test_every_device_file_ingests_with_the_expected_windows(ray_address, tmp_pa
     corrupt_subject = pseudonymise("ax3_testfile_corrupt_blocks_0_13_14_142_143_144")
     entry = next(e for e in manifest.to_pylist() if e["subject"] == corrupt_subject)
     assert entry["n_wear"] < entry["n_windows"]
+    _check_device_report(out, manifest, windows_of)
+    first_report = corpus.read_ingest_report(out)
 
     again = ingest_recordings(files, str(out), quiet())
     assert {r["status"] for r in again.recordings} == {"skipped"}
     assert corpus.read_manifest(out).equals(manifest)
+    assert corpus.read_ingest_report(out).equals(first_report)  # skipped files keep their rows
+
+
+def _check_device_report(out: Path, manifest: pa.Table, windows_of: dict[str, int]) -> None:
+    """The ingest report of the real device files: one row per file, what each holds."""
+    report = corpus.read_ingest_report(out)
+    assert report.schema.metadata[b"corpus_version"] == str(corpus.CORPUS_VERSION).encode()
+    rows = {Path(r["file"]).name: r for r in report.to_pylist()}
+    assert len(rows) == len(manifest)
+    recordings = set(manifest["recording"].to_pylist())
+    for row in rows.values():
+        assert row["recording"] in recordings and row["device_id"]
+        assert row["windows"] == windows_of[row["subject"]] >= row["wear_windows"]
+        assert row["calibration"] in ("applied", "refused")
+        if row["calibration"] == "refused":
+            assert row["calibration_reason"]
+    # the ActiGraph's 23 idle-sleep periods are filled and worn: no gap, every window worn
+    actigraph = rows["GGIR_actigraph_testfile.gt3x"]
+    assert actigraph["idle_sleep_seconds"] == pytest.approx(1180.0)
+    assert (actigraph["gaps"], actigraph["windows"], actigraph["wear_windows"]) == (0, 176, 176)
+    assert actigraph["utc_offset_seconds"] == 7200 and "stated by the device" in actigraph["clock"]
+    assert actigraph["first_sample"] == "2020-08-26T10:09:00.000"
+    corrupt = rows["ax3_testfile_corrupt_blocks_0_13_14_142_143_144.cwa"]
+    assert corrupt["read_errors"] == 6 and "CWA block" in corrupt["reader_message"]
+    assert corrupt["gaps"] >= 1 and corrupt["gap_seconds"] > 0
+    assert corrupt["utc_offset_seconds"] is None and "not stated" in corrupt["clock"]
+    assert "222048" in rows["GENEActiv_testfile.bin"]["reader_message"]
+    assert rows["GENEActiv_testfile.bin"]["utc_offset_seconds"] == 3600
 
 
 # ---------------------------------------------------------------- bad input, via the job
@@ -272,6 +338,11 @@ def test_bad_inputs_are_quarantined_and_the_job_exits_3(ray_address, tmp_path):
     output, _ = job.communicate(timeout=300)
     assert job.returncode == EXIT_QUARANTINED, output
     assert "good1" not in output and "garbage" not in output  # logs carry pseudonyms only
+    assert "ingest report: 2 recordings ingested (2 npy): " in output
+    report = {Path(r["file"]).name: r for r in corpus.read_ingest_report(out).to_pylist()}
+    assert len(report) == 6
+    assert "not a readable device file" in report["garbage.cwa"]["reader_message"]
+    assert report["good1.npy"]["clock"] == "wall-clock times as given; UTC offset not stated"
 
     with open(out / QUARANTINE_NAME) as f:
         rows = {Path(r["file"]).name: r for r in csv.DictReader(f)}
@@ -287,6 +358,42 @@ def test_bad_inputs_are_quarantined_and_the_job_exits_3(ray_address, tmp_path):
         expected_windows(START_NS, START_NS + round((seconds * 30 - 1) * NS / 30))
         for seconds in (300, 600)
     ]
+
+
+# ---------------------------------------------------------------- Empatica E4, via the job
+
+
+E4 = REPO.parent / "shared" / "data" / "e4-stress"
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not E4.is_dir(), reason=f"{E4} is absent")
+def test_e4_sessions_ingest_worn_throughout_named_by_their_folders(ray_address, tmp_path):
+    """Three real E4 sessions (seated, worn throughout): every window is worn, the
+    subjects are the folders, and the report says the times were UTC moved to a zone."""
+    out = tmp_path / "corpus"
+    args = [str(E4 / "S0[1-3]" / "ACC.csv.gz"), "--out", str(out), "--timezone", "Europe/London"]
+    job = run_job(args, ray_address)
+    output, _ = job.communicate(timeout=300)
+    assert job.returncode == EXIT_OK, output
+    assert "ingest report: 3 recordings ingested (3 E4): " in output
+    manifest = corpus.read_manifest(out)
+    windows_of = dict(
+        zip(manifest["subject"].to_pylist(), manifest["n_windows"].to_pylist(), strict=True)
+    )
+    assert set(windows_of) == {pseudonymise(f"S0{i}") for i in (1, 2, 3)}
+    for session in ("S01", "S02", "S03"):
+        read = read_recording(str(E4 / session / "ACC.csv.gz"))
+        expected = expected_windows(int(read.times_ns[0]), int(read.times_ns[-1]))
+        assert windows_of[pseudonymise(session)] == expected > 300
+    assert manifest["n_wear"].to_pylist() == manifest["n_windows"].to_pylist()
+    for table in day_rows(out, manifest).values():
+        assert np.isfinite(corpus.decode_windows(table)).all()
+    for row in corpus.read_ingest_report(out).to_pylist():
+        assert (row["device"], row["sample_rate_hz"], row["status"]) == ("E4", 32.0, "ingested")
+        assert row["clock"] == "UTC times moved to the wall clock of Europe/London"
+        assert row["utc_offset_seconds"] == 0  # February: GMT
+        assert row["gaps"] == 0 and row["nonwear_seconds"] == 0
 
 
 # ---------------------------------------------------------------- kill and resume

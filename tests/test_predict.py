@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,32 +24,37 @@ from wearssl.data.synthetic import ACTIVITIES, synth_recording, synthetic_labell
 from wearssl.data.synthetic import NON_WEAR as SYNTHETIC_NON_WEAR
 from wearssl.models.harnet import CheckpointError, harnet, save_checkpoint
 from wearssl.models.hmm import HmmParams, attach_hmm, fit_hmm, label_sequences
+from wearssl.predict.outputs import (
+    INFO_SUFFIX,
+    NON_WEAR,
+    PROBABILITY_PREFIX,
+    output_paths,
+    time_series,
+)
 from wearssl.predict.recordings import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
-    INFO_SUFFIX,
-    NON_WEAR,
-    PROBABILITY_PREFIX,
     REPORT_NAME,
     PredictOptions,
     build_network,
-    daily_summary,
     load_prediction_model,
-    output_paths,
-    plot_timeline,
     predict_files_on_ray,
-    time_series,
     window_labels,
 )
+from wearssl.predict.summary import daily_summary
+from wearssl.predict.timeline import plot_timeline
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = REPO / "jobs" / "predict.py"
 DAY0_NS = int(np.datetime64("2024-01-01T00:00:00", "ns").astype(np.int64))
 PREPROCESSING = {"sample_rate_hz": 30, "units": "g", "window_seconds": 5}
 INFO_KEYS = {
-    "file", "subject", "device", "duration_hours", "start", "end", "windows", "wear_hours",
-    "calibration", "model", "labels", "window_seconds", "hmm", "activity_minutes", "days",
+    "Filename", "Subject", "Device", "DeviceID", "SampleRate", "StartTime", "EndTime",
+    "ReadOK", "ReadErrors", "ReaderMessage", "Reader", "Calibration", "Windows",
+    "WearTime(days)", "NonwearTime(days)", "NonwearEpisodes", "Covers24hOK", "Interrupts",
+    "ActivityMinutes", "ENMO(mg)", "PerDayAverages", "Adjusted", "Days", "PoorWearDays",
+    "Labels", "WindowSeconds", "HMM", "Model", "Arguments", "WearsslVersion",
 }  # fmt: skip
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -79,13 +85,16 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
     network = harnet(5, n_classes=len(ACTIVITIES))
-    paths = {name: folder / f"{name}.pt" for name in ("plain", "smoothed")}
-    for path in paths.values():
+    paths = {name: folder / f"{name}.pt" for name in ("plain", "smoothed", "weak")}
+    for name, path in paths.items():
+        # "weak": validation scores at chance for 5 classes (F1 1/5, cross-entropy ln 5)
+        scores = {"f1_mean": 0.21, "val_loss": 1.6} if name == "weak" else {}
         save_checkpoint(
             path, network, window_seconds=5, labels=list(ACTIVITIES),
-            extra={"preprocessing": PREPROCESSING, "dataset": "synthetic"},
+            extra={"preprocessing": PREPROCESSING, "dataset": "synthetic", **scores},
         )  # fmt: skip
     attach_hmm(paths["smoothed"], sticky_hmm(len(ACTIVITIES)))
+    attach_hmm(paths["weak"], sticky_hmm(len(ACTIVITIES)))
     return paths
 
 
@@ -164,8 +173,11 @@ def test_time_series_columns_and_empty_non_wear_rows() -> None:
     starts = DAY0_NS + np.arange(4) * 5 * NS_PER_SECOND
     probabilities = np.array([[0.9, 0.1], [np.nan, np.nan], [0.2, 0.8], [0.6, 0.4]], np.float32)
     labels = np.array([0, NON_WEAR, 1, 0])
-    table = time_series(starts, labels, probabilities, ["sit", "walk"])
-    assert list(table.columns) == ["time", "label", "prob_sit", "prob_walk", "non_wear"]
+    enmo = np.array([5.0, np.nan, 120.0, 8.0])
+    table = time_series(starts, labels, probabilities, enmo, ["sit", "walk"])
+    assert list(table.columns) == [
+        "time", "label", "prob_sit", "prob_walk", "enmo_mg", "non_wear",
+    ]  # fmt: skip
     assert table["label"].tolist() == ["sit", "", "walk", "sit"]
     assert table["non_wear"].tolist() == [0, 1, 0, 0]
     assert table.loc[1, ["prob_sit", "prob_walk"]].isna().all()
@@ -179,13 +191,15 @@ def test_daily_summary_minutes_and_poor_wear_on_partial_days() -> None:
     labels[: 9 * 60] = 0  # day 1: 9 h worn < 12 h x 20/24 = 10 h: poor
     labels[12 * 60 : 12 * 60 + 21 * 60] = 1  # day 2: 21 h worn >= 20 h: good
     labels[12 * 60 : 12 * 60 + 30] = 0
-    summary = daily_summary(starts, labels, ["sit", "walk"], window)
+    enmo = np.where(labels == NON_WEAR, np.nan, 10.0 + 20.0 * labels)
+    summary = daily_summary(starts, labels, enmo, ["sit", "walk"], window)
     assert summary["day"].tolist() == ["2024-01-01", "2024-01-02"]
     assert summary["recorded_minutes"].tolist() == [720, 1440]
     assert summary["wear_minutes"].tolist() == [540, 1260]
     assert summary["nonwear_minutes"].tolist() == [180, 180]
     assert summary["sit_minutes"].tolist() == [540, 30]
     assert summary["walk_minutes"].tolist() == [0, 1230]
+    np.testing.assert_allclose(summary["enmo_mg"], [10.0, (30 * 10 + 1230 * 30) / 1260])
     assert summary["partial_day"].tolist() == [True, False]
     assert summary["poor_wear"].tolist() == [True, False]
 
@@ -213,22 +227,24 @@ def check_outputs(out: Path, stem: str, labels: list[str]) -> dict:
         "time",
         "label",
         *(PROBABILITY_PREFIX + n for n in labels),
+        "enmo_mg",
         "non_wear",
     ]
     worn = series["non_wear"] == 0
+    assert series.loc[worn, "enmo_mg"].notna().all() and series.loc[~worn, "enmo_mg"].isna().all()
     assert set(series.loc[worn, "label"]) <= set(labels)
     assert series.loc[~worn, "label"].isna().all()
     np.testing.assert_allclose(
         series.loc[worn, [PROBABILITY_PREFIX + n for n in labels]].sum(axis=1), 1.0, atol=1e-3
     )
-    summary = pd.read_csv(paths["summary"])
+    summary = pd.read_csv(paths["daily"])
     assert {"day", "wear_minutes", "poor_wear", *(n + "_minutes" for n in labels)} <= set(
         summary.columns
     )
     info = json.loads(paths["info"].read_text())
     assert INFO_KEYS <= info.keys()
-    assert info["windows"] == len(series) and info["labels"] == labels
-    assert info["subject"].startswith("p") and stem not in info["subject"]
+    assert info["Windows"] == len(series) and info["Labels"] == labels
+    assert info["Subject"].startswith("p") and stem not in info["Subject"]
     png = paths["timeline"].read_bytes()
     assert png[:8] == PNG_MAGIC and len(png) > 1000
     return info
@@ -243,8 +259,9 @@ def test_cli_predicts_reports_failures_and_collates(
     assert status == EXIT_FAILED
     err = capsys.readouterr().err
     assert "no HMM parameters" in err and "P02.npz" in err
+    assert "carries no validation scores" in err
     info = check_outputs(out, "P01", list(ACTIVITIES))
-    assert info["days"] == 2 and info["hmm"] is False and info["windows"] == 120
+    assert info["Days"] == 2 and info["HMM"] is False and info["Windows"] == 120
     report = pd.read_csv(out / REPORT_NAME)
     assert report.set_index("stem")["ok"].to_dict() == {"P01": True, "P02": False}
     assert not (out / "P02").exists()
@@ -254,7 +271,7 @@ def test_cli_predicts_reports_failures_and_collates(
     table = pd.read_csv(collated)
     assert table["recording"].tolist() == ["P01", "P01"]
     assert table["day"].tolist() == ["2024-01-01", "2024-01-02"]
-    assert table["subject"].iloc[0] == info["subject"]
+    assert table["subject"].iloc[0] == info["Subject"]
 
 
 def test_cli_smooths_with_the_models_hmm(
@@ -270,9 +287,9 @@ def test_cli_smooths_with_the_models_hmm(
         str(out),
     ]
     assert main(argv) == EXIT_OK
-    assert json.loads((out / "P01" / f"P01{INFO_SUFFIX}").read_text())["hmm"] is True
+    assert json.loads((out / "P01" / f"P01{INFO_SUFFIX}").read_text())["HMM"] is True
     assert main([*argv, "--no-hmm"]) == EXIT_OK
-    assert json.loads((out / "P01" / f"P01{INFO_SUFFIX}").read_text())["hmm"] is False
+    assert json.loads((out / "P01" / f"P01{INFO_SUFFIX}").read_text())["HMM"] is False
 
 
 def test_cli_usage_errors(
@@ -292,6 +309,88 @@ def test_cli_usage_errors(
     assert (
         main(["collate", str(tmp_path / "empty"), "--out", str(tmp_path / "x.csv")]) == EXIT_USAGE
     )
+
+
+def test_cli_writes_every_table_and_info_and_warns_of_a_model_near_chance(
+    models: dict[str, Path], recordings: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "out"
+    argv = ["predict", str(recordings["good"]), "--model", str(models["weak"]), "--out", str(out)]
+    assert main(argv) == EXIT_OK
+    assert "near chance on its validation data" in capsys.readouterr().err
+    paths = output_paths(out, "P01")
+    series = pd.read_csv(paths["time_series"], parse_dates=["time"])
+    worn = series[series["non_wear"] == 0]
+
+    minutely = pd.read_csv(paths["minutely"])
+    assert list(minutely.columns) == ["time", "label", "enmo_mg", "wear_fraction"]
+    assert len(minutely) == 10  # 23:55 to 00:05
+    hourly = pd.read_csv(paths["hourly"])
+    assert hourly["time"].tolist() == ["2024-01-01 23:00:00", "2024-01-02 00:00:00"]
+    assert hourly["wear_minutes"].sum() == pytest.approx(len(worn) * 5 / 60)
+    for name in ACTIVITIES:
+        minutes = (worn["label"] == name).sum() * 5 / 60
+        assert hourly[f"{name}_minutes"].sum() == pytest.approx(minutes)
+    assert hourly["enmo_mg"].mean() == pytest.approx(
+        worn.groupby(worn["time"].dt.hour)["enmo_mg"].mean().mean(), abs=1e-3
+    )
+    daily = pd.read_csv(paths["daily"])
+    assert {"enmo_mg", "enmo_mg_adjusted", *(f"{n}_minutes_adjusted" for n in ACTIVITIES)} <= set(
+        daily.columns
+    )
+    bouts = pd.read_csv(paths["bouts"])
+    assert list(bouts.columns) == ["start", "end", "duration_minutes", "label", "enmo_mg"]
+    assert bouts["duration_minutes"].sum() == pytest.approx(len(worn) * 5 / 60)
+
+    info = json.loads(paths["info"].read_text())
+    assert info["ReadOK"] is True and info["ReadErrors"] == 0
+    assert info["Calibration"]["Status"] in {"applied", "refused"}
+    assert info["Interrupts"] == {"Count": 0, "Seconds": 0.0}
+    assert info["Covers24hOK"] is False
+    assert info["NonwearEpisodes"]["Count"] == len(info["NonwearEpisodes"]["List"])
+    assert info["WearTime(days)"] == pytest.approx(len(worn) * 5 / 86400)
+    assert info["Model"]["NearChance"] is True
+    assert info["Model"]["ValidationScores"] == {"f1_mean": 0.21, "val_loss": 1.6}
+    assert info["Arguments"]["model_sha256"] == info["Model"]["sha256"]
+    assert info["Arguments"]["use_hmm"] is True and info["Arguments"]["nonwear_minutes"] == 90
+
+
+def test_collate_merges_info_hourly_and_bouts_once_per_recording(
+    models: dict[str, Path], recordings: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    """The same recording in two folders is collated once; a folder written with the
+    older names (-dailySummary.csv, -info.json) is still read."""
+    first, second, legacy = (tmp_path / name for name in ("first", "second", "legacy"))
+    argv = ["predict", str(recordings["good"]), "--model", str(models["plain"]), "--out"]
+    assert main([*argv, str(first)]) == EXIT_OK
+    shutil.copytree(first / "P01", second / "P01")
+    shutil.copytree(first / "P01", legacy / "P03")
+    for path in (legacy / "P03").iterdir():
+        path.rename(path.with_name(path.name.replace("P01", "P03")))
+    (legacy / "P03" / "P03-Daily.csv").rename(legacy / "P03" / "P03-dailySummary.csv")
+    (legacy / "P03" / "P03-Info.json").rename(legacy / "P03" / "P03-info.json")
+    capsys.readouterr()
+
+    out = tmp_path / "all-days.csv"
+    assert main(["collate", str(first), str(second), str(legacy), "--out", str(out)]) == EXIT_OK
+    assert "recording 'P01' is summarised in both" in capsys.readouterr().err
+    single = {
+        kind: pd.read_csv(output_paths(first, "P01")[kind]) for kind in ("daily", "hourly", "bouts")
+    }
+    info = json.loads(output_paths(first, "P01")["info"].read_text())
+    daily = pd.read_csv(out, dtype={"day": str})
+    assert daily["recording"].tolist() == ["P01"] * 2 + ["P03"] * 2
+    merged_info = pd.read_csv(tmp_path / "all-days-Info.csv")
+    assert merged_info["recording"].tolist() == ["P01", "P03"]
+    assert merged_info["subject"].iloc[0] == info["Subject"]
+    assert merged_info["WearTime(days)"].iloc[0] == pytest.approx(info["WearTime(days)"])
+    assert merged_info["Model.sha256"].iloc[0] == info["Model"]["sha256"]
+    for kind in ("hourly", "bouts"):
+        merged = pd.read_csv(tmp_path / f"all-days-{kind.title()}.csv.gz")
+        assert merged["recording"].tolist() == ["P01"] * len(single[kind]) + ["P03"] * len(
+            single[kind]
+        )
+        assert list(merged.columns) == ["recording", "subject", *single[kind].columns]
 
 
 @pytest.mark.slow
@@ -327,7 +426,7 @@ def test_job_runs_on_ray_with_collate(
     assert result.returncode == EXIT_FAILED, result.stderr[-2000:]
     assert "predict [2/2]" in result.stdout + result.stderr
     assert "P02.npz" in result.stderr
-    assert len(pd.read_csv(out / "dailySummaries.csv")) == 2
+    assert len(pd.read_csv(out / "collated-Daily.csv")) == 2
 
 
 # ---------------------------------------------------------------- real device files
@@ -365,7 +464,7 @@ def test_every_device_file_is_predicted_or_reported(
     assert len(predicted) == len(files) - 2
     for outcome in predicted:
         info = check_outputs(tmp_path, outcome.stem, list(ACTIVITIES))
-        assert info["windows"] == outcome.windows > 0
+        assert info["Windows"] == outcome.windows > 0
 
 
 # ---------------------------------------------------------------- accuracy against a known schedule
@@ -434,7 +533,7 @@ def test_accuracy_and_daily_minutes_on_a_known_schedule(tmp_path: Path) -> None:
     smoothed = series["label"][scored].map({n: i for i, n in enumerate(ACTIVITIES)}).to_numpy()
     raw_accuracy = float((raw == truth[scored]).mean())
     hmm_accuracy = float((smoothed == truth[scored]).mean())
-    summary = pd.read_csv(output_paths(out, "subject99")["summary"])
+    summary = pd.read_csv(output_paths(out, "subject99")["daily"])
     minutes = window_seconds / 60
     rows = [
         (name, float(summary[f"{name}_minutes"].sum()), float((truth == index).sum() * minutes))
@@ -459,3 +558,43 @@ def test_accuracy_and_daily_minutes_on_a_known_schedule(tmp_path: Path) -> None:
     baseline = sum(abs((worn if name == commonest else 0.0) - true) for name, _, true in rows)
     print(f"minutes off in total: {error:.0f} (everything '{commonest}': {baseline:.0f})")
     assert error < 0.5 * baseline
+
+
+# ---------------------------------------------------------------- partial reads, collate
+
+
+@pytest.mark.realdata
+def test_truncated_file_is_partial_with_the_readers_message(
+    shared_data: Path, models: dict[str, Path], tmp_path: Path
+) -> None:
+    """GENEActiv_testfile.bin's header promises 222,048 pages; the file holds 17."""
+    out = tmp_path / "out"
+    path = shared_data / "devices" / "GENEActiv_testfile.bin"
+    assert main(["predict", str(path), "--model", str(models["plain"]), "--out", str(out)]) == 0
+    info = json.loads((out / "GENEActiv_testfile" / f"GENEActiv_testfile{INFO_SUFFIX}").read_text())
+    assert "222048" in info["ReaderMessage"] and info["Reader"]["kept_fraction"] < 1e-3
+    assert info["ReadOK"] is False
+    report = pd.read_csv(out / REPORT_NAME).set_index("stem")
+    assert report.loc["GENEActiv_testfile", "status"] == "partial"
+    assert "222048" in report.loc["GENEActiv_testfile", "reason"]
+
+
+@pytest.mark.realdata
+def test_collate_takes_a_recording_in_two_folders_once_and_warns(
+    shared_data: Path, models: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    path = str(shared_data / "devices" / "ax3_testfile.cwa")
+    for run in ("first", "second"):
+        argv = ["predict", path, "--model", str(models["plain"]), "--out", str(tmp_path / run)]
+        assert main(argv) == EXIT_OK
+    single = pd.read_csv(tmp_path / "first" / "ax3_testfile" / "ax3_testfile-Daily.csv")
+    capsys.readouterr()
+    collated = tmp_path / "all.csv"
+    folders = [str(tmp_path / "first"), str(tmp_path / "second")]
+    assert main(["collate", *folders, "--out", str(collated)]) == EXIT_OK
+    table = pd.read_csv(collated, dtype={"day": str})
+    assert table["recording"].tolist() == ["ax3_testfile"] * len(single)
+    assert table["day"].tolist() == single["day"].astype(str).tolist()
+    err = capsys.readouterr().err
+    assert "recording 'ax3_testfile' is summarised in both" in err
+    assert str(tmp_path / "first") in err and str(tmp_path / "second") in err

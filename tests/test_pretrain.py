@@ -19,7 +19,8 @@ from wearssl.data import sampler as epochs
 from wearssl.infra import tracking
 from wearssl.infra.ray_runtime import ResourcePlan, ResourcePlanError, plan_resources
 from wearssl.models.harnet import harnet, load_checkpoint
-from wearssl.pretrain.train import lr_at, run_pretraining, scaled_peak_lr, train_loop_config
+from wearssl.pretrain.step import lr_at
+from wearssl.pretrain.train import run_pretraining, scaled_peak_lr, train_loop_config
 
 CREDENTIALS = (
     "MLFLOW_TRACKING_TOKEN",

@@ -59,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ``wearssl predict RECORDING... --model MODEL [--out DIR] [--no-hmm]`` predicts a few
     files in this process (``jobs/predict.py`` runs thousands on Ray);
-    ``wearssl collate DIR... --out FILE`` merges prediction folders' daily summaries.
+    ``wearssl collate DIR... --out FILE`` merges prediction folders' daily, Info, hourly
+    and bouts tables.
     """
     import argparse
 
@@ -81,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_predict_arguments(predict, distributed=False)
     add_collate_arguments(
-        commands.add_parser("collate", help="merge daily summaries into one table")
+        commands.add_parser(
+            "collate", help="merge the daily, Info, hourly and bouts tables of prediction folders"
+        )
     )
     args = parser.parse_args(argv)
     if args.command == "predict":

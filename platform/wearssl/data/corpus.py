@@ -4,11 +4,19 @@ Layout of a corpus root (a local folder or any URI pyarrow understands, e.g. ``s
 
     ROOT/corpus.json                      format facts (rate, window samples, storage dtype)
     ROOT/manifest.parquet                 one row per subject-day
+    ROOT/ingest_report.parquet            one row per ingested file (what ingest found)
     ROOT/days/<subject>/<day>.parquet     one file per subject-day, one row per window
 
-A window row holds: ``subject`` (pseudonym), ``day`` (ISO date), ``time`` (window start,
-UTC), ``window`` (the 3 x 300 samples, channel-major), ``std`` (std of the vector
-magnitude over the window) and ``wear``. A subject's split comes from a stable hash of
+A window row holds: ``subject`` (pseudonym), ``day`` (ISO date), ``time`` (window start
+on the wearer's wall clock, i.e. local time; the Arrow type carries a UTC label, which
+is not what the values are: the ingest report gives each recording's ``clock`` and, where
+known, its ``utc_offset_seconds``), ``window`` (the 3 x 300 samples, channel-major),
+``std`` (std of the vector magnitude over the window) and ``wear``.
+
+The ingest report (``INGEST_REPORT_SCHEMA``) is written with the manifest, atomically,
+and records the corpus version in its schema metadata; its ``recording`` is the content
+hash that the manifest's ``recording`` lists, so a subject-day can be traced to the files,
+devices and clocks it came from. A subject's split comes from a stable hash of
 its pseudonym, so it never changes as the corpus grows.
 
 ``corpus.json`` records the format version, which fixes the layout of ``window``:
@@ -45,6 +53,7 @@ WINDOW_SECONDS = 10
 WINDOW_SAMPLES = SAMPLE_RATE_HZ * WINDOW_SECONDS
 CHANNELS = 3
 MANIFEST_NAME = "manifest.parquet"
+INGEST_REPORT_NAME = "ingest_report.parquet"
 INFO_NAME = "corpus.json"
 DAYS_DIR = "days"
 TEST_FRACTION = 0.2
@@ -90,6 +99,45 @@ MANIFEST_SCHEMA = pa.schema(
         ("recording", pa.string()),
     ]
 )
+
+
+INGEST_REPORT_SCHEMA = pa.schema(
+    [
+        ("file", pa.string()),
+        ("subject", pa.string()),
+        ("recording", pa.string()),
+        ("status", pa.string()),  # ingested, partial, skipped or quarantined
+        ("reason", pa.string()),
+        ("device", pa.string()),
+        ("device_id", pa.string()),
+        ("sample_rate_hz", pa.float64()),
+        ("clock", pa.string()),  # what the times are (wearssl.data.devices CLOCK_*)
+        ("utc_offset_seconds", pa.int64()),  # wall clock minus UTC; null: not stated
+        ("first_sample", pa.string()),  # ISO wall-clock time
+        ("last_sample", pa.string()),
+        ("gaps", pa.int64()),
+        ("gap_seconds", pa.float64()),
+        ("idle_sleep_seconds", pa.float64()),
+        ("calibration", pa.string()),  # applied, refused or off
+        ("calibration_reason", pa.string()),
+        ("calibration_error_before_mg", pa.float64()),
+        ("calibration_error_after_mg", pa.float64()),
+        ("read_errors", pa.int64()),
+        ("reader_message", pa.string()),
+        ("malformed_lines", pa.int64()),
+        ("missing_rows", pa.int64()),
+        ("not_increasing_rows", pa.int64()),
+        ("clipped_samples", pa.int64()),
+        ("lost_seconds", pa.float64()),
+        ("kept_fraction", pa.float64()),
+        ("nonwear_seconds", pa.float64()),
+        ("days", pa.int64()),
+        ("windows", pa.int64()),
+        ("wear_windows", pa.int64()),
+        ("ingested_at", pa.string()),  # ISO UTC time the row was written
+    ]
+)
+REPORT_VERSION_KEY = b"corpus_version"
 
 
 @dataclass(frozen=True)
@@ -178,12 +226,21 @@ def window_std(windows: np.ndarray) -> np.ndarray:
 def encode_windows(
     windows: np.ndarray, window_format: WindowFormat, version: int = CORPUS_VERSION
 ) -> pa.Array:
-    """``(n, 3, L)`` float windows in g -> the ``window`` column of corpus ``version``."""
+    """``(n, 3, L)`` float windows in g -> the ``window`` column of corpus ``version``.
+    A window that is not finite in the storage format (NaN, or beyond float16's range)
+    is a ValueError: the corpus never holds one."""
     n, _, length = windows.shape
     window_format = WindowFormat(window_format)
+    if not np.isfinite(windows).all():
+        raise ValueError(f"{_non_finite_count(windows)} windows hold NaN or infinite values")
     if window_format is WindowFormat.INT16_MG:
         windows = np.clip(np.rint(windows * MILLI_G), -32768, 32767)
     stored = np.ascontiguousarray(windows, dtype=_STORED_DTYPE[window_format])
+    if not np.isfinite(stored).all():
+        raise ValueError(
+            f"{_non_finite_count(stored)} windows hold values beyond the range of "
+            f"{window_format.value} (up to {np.abs(windows).max():.3g} g)"
+        )
     field = window_field(window_format, version, length)
     if version != LIST_LAYOUT_VERSION:
         return pa.FixedSizeBinaryArray.from_buffers(field.type, n, [None, pa.py_buffer(stored)])
@@ -193,6 +250,10 @@ def encode_windows(
     else:
         values = pa.array(stored.reshape(-1), type=field.type.value_type)
     return pa.FixedSizeListArray.from_arrays(values, type=field.type)
+
+
+def _non_finite_count(windows: np.ndarray) -> int:
+    return int((~np.isfinite(windows)).any(axis=(1, 2)).sum())
 
 
 def _stored_format(field: pa.Field) -> WindowFormat:
@@ -258,12 +319,16 @@ def day_table(
             f"windows for {subject}/{day} have shape {windows.shape[1:]}, "
             f"expected {(CHANNELS, WINDOW_SAMPLES)}"
         )
+    try:
+        encoded = encode_windows(windows, window_format, version)
+    except ValueError as error:
+        raise ValueError(f"windows for {subject}/{day}: {error}") from error
     return pa.table(
         {
             "subject": pa.array([subject] * n, pa.string()),
             "day": pa.array([day] * n, pa.string()),
             "time": pa.array(start_times_ms.astype("int64"), pa.timestamp("ms", tz="UTC")),
-            "window": encode_windows(windows, window_format, version),
+            "window": encoded,
             "std": pa.array(window_std(windows), pa.float32()),
             "wear": pa.array(wear.astype(bool), pa.bool_()),
         },
@@ -371,6 +436,27 @@ def add_to_manifest(root: str | Path, entries: list[dict]) -> pa.Table:
         merged = pa.concat_tables([old.filter(pa.array(keep, pa.bool_())), new])
     write_manifest(root, merged)
     return merged
+
+
+def read_ingest_report(root: str | Path) -> pa.Table | None:
+    """The ingest report of a corpus (None where ingest has not written one yet)."""
+    fs, path = resolve(root)
+    report_path = join(path, INGEST_REPORT_NAME)
+    if not exists(fs, report_path):
+        return None
+    return pq.read_table(report_path, filesystem=fs)
+
+
+def write_ingest_report(root: str | Path, rows: list[dict], version: int) -> None:
+    """Replace the ingest report atomically: ``rows`` (keys of ``INGEST_REPORT_SCHEMA``,
+    missing ones null) sorted by file, tagged with the corpus ``version``."""
+    fs, path = resolve(root)
+    schema = INGEST_REPORT_SCHEMA.with_metadata({REPORT_VERSION_KEY: str(version).encode()})
+    ordered = sorted(rows, key=lambda row: row["file"])
+    table = pa.Table.from_pylist(
+        [{name: row.get(name) for name in schema.names} for row in ordered], schema=schema
+    )
+    atomic_write_table(fs, join(path, INGEST_REPORT_NAME), table)
 
 
 def manifest_hash(manifest: pa.Table) -> str:

@@ -28,7 +28,18 @@ How it works:
   both hashes joined by ``+``.
 - **Driver.** Streams results, prints a log line per recording, and merges manifest
   entries with ``corpus.add_to_manifest`` (atomic) at most every ``flush_seconds`` and at
-  the end. The quarantine report ``OUT/quarantine.csv`` is rewritten atomically with it.
+  the end. The quarantine report ``OUT/quarantine.csv`` and the ingest report
+  ``OUT/ingest_report.parquet`` are rewritten atomically with it, and the run ends with
+  a summary of the report (totals only: no file names in logs).
+- **Ingest report** (``corpus.INGEST_REPORT_SCHEMA``), one row per file: status and
+  reason; device, device id, sample rate; the clock its times are on and the UTC offset
+  where the device states it (or where absolute times were moved onto a zone's wall
+  clock); first and last sample; gaps (count, seconds); ActiGraph idle sleep filled
+  (seconds); calibration (applied or refused, why, and the error in mg before and after
+  the fit); read errors and the reader's message; CSV rows dropped (malformed lines,
+  missing values, time not increasing) and samples clipped; seconds lost; windows, worn
+  windows and non-wear seconds. A row is replaced when its file is processed again and
+  kept when the file is skipped as already ingested.
 - **Resuming.** A killed run leaves only complete day files and a manifest listing
   complete subject-days. Rerunning skips recordings whose hash the manifest lists and
   redoes the others, overwriting their day files with identical content, so every window
@@ -58,7 +69,9 @@ import math
 import os
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -67,9 +80,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from wearssl.data import corpus
-from wearssl.data.corpus import CorpusInfo, WindowFormat
+from wearssl.data.corpus import INGEST_REPORT_NAME, CorpusInfo, WindowFormat
 from wearssl.data.devices import (
+    DROPPED_MALFORMED,
+    DROPPED_MISSING,
+    DROPPED_NOT_INCREASING,
     ReadOptions,
+    Recording,
     RecordingError,
     estimated_samples,
     read_recording,
@@ -80,6 +97,7 @@ from wearssl.data.preprocess import (
     NS_PER_SECOND,
     PreprocessOptions,
     WindowedRecording,
+    finite_or_none,
     preprocess,
     split_days,
 )
@@ -281,6 +299,8 @@ def memory_class(nbytes: int, cap: int) -> int:
 
 
 def _summary(path: str, subject: str, node: str) -> dict:
+    """A recording's summary before anything is known: the log line, quarantine row and
+    ingest-report row are made from it."""
     return {
         "file": path,
         "subject": subject,
@@ -296,6 +316,51 @@ def _summary(path: str, subject: str, node: str) -> dict:
         "seconds": 0.0,
         "started_at": time.time(),
         "timings": {},
+    }
+
+
+def _iso_wall_clock(ns: int) -> str:
+    return np.datetime64(int(ns), "ns").astype("datetime64[ms]").astype(str)
+
+
+def recording_facts(recording: Recording) -> dict:
+    """What the reader found, for the ingest report and prediction's Info.json."""
+    dropped = recording.dropped_rows
+    return {
+        "device": recording.device,
+        "device_id": recording.device_id,
+        "sample_rate_hz": recording.sample_rate_hz,
+        "clock": recording.clock,
+        "utc_offset_seconds": recording.utc_offset_seconds,
+        "first_sample": _iso_wall_clock(recording.times_ns[0]),
+        "last_sample": _iso_wall_clock(recording.times_ns[-1]),
+        "idle_sleep_seconds": recording.idle_sleep_seconds,
+        "read_errors": recording.read_errors,
+        "reader_message": "; ".join(recording.notes),
+        "malformed_lines": dropped.get(DROPPED_MALFORMED, 0),
+        "missing_rows": dropped.get(DROPPED_MISSING, 0),
+        "not_increasing_rows": dropped.get(DROPPED_NOT_INCREASING, 0),
+        "clipped_samples": recording.clipped_samples,
+        "lost_seconds": recording.lost_seconds,
+        "kept_fraction": recording.kept_fraction,
+    }
+
+
+def preprocess_facts(windowed: WindowedRecording, options: PreprocessOptions) -> dict:
+    """What preprocessing found, for the ingest report and prediction's Info.json."""
+    calibration = windowed.calibration
+    if not options.calibrate:
+        state = "off"
+    else:
+        state = "applied" if calibration.applied else "refused"
+    return {
+        "gaps": windowed.gap_count,
+        "gap_seconds": windowed.gap_seconds,
+        "calibration": state,
+        "calibration_reason": calibration.reason if state == "refused" else "",
+        "calibration_error_before_mg": finite_or_none(calibration.error_before_mg),
+        "calibration_error_after_mg": finite_or_none(calibration.error_after_mg),
+        "nonwear_seconds": windowed.nonwear_seconds,
     }
 
 
@@ -367,19 +432,19 @@ def ingest_one(
         t0 = time.perf_counter()
         recording = read_recording(path, options.read)
         timings["read"] = time.perf_counter() - t0
+        summary.update(recording_facts(recording))
         windowed = preprocess(
-            recording.times_ns, recording.xyz, recording.sample_rate_hz, options.preprocess
+            recording.times_ns,
+            recording.xyz,
+            recording.sample_rate_hz,
+            options.preprocess,
+            recording.resolution_g,
         )
         timings.update(windowed.timings)
+        summary.update(preprocess_facts(windowed, options.preprocess))
         duration = recording.duration_seconds
-        lost, kept, read_errors, notes = (
-            recording.lost_seconds,
-            recording.kept_fraction,
-            recording.read_errors,
-            recording.notes,
-        )
+        lost, read_errors, notes = recording.lost_seconds, recording.read_errors, recording.notes
         del recording
-        summary.update(lost_seconds=lost, kept_fraction=kept)
         if len(windowed) == 0:
             summary["reason"] = (
                 f"too short: {duration:.1f} s of data holds no whole "
@@ -399,11 +464,9 @@ def ingest_one(
             windows=len(windowed),
             wear_windows=int(windowed.wear.sum()),
             timings=timings,
-            calibrated=windowed.calibration.applied,
-            nonwear_seconds=windowed.nonwear_seconds,
         )
     except RecordingError as error:
-        summary["reason"] = str(error)
+        summary["reason"] = summary["reader_message"] = str(error)
     except OSError as error:
         summary["reason"] = f"{path}: cannot be read: {error}"
     except MemoryError:
@@ -499,6 +562,48 @@ def _write_quarantine(out: str, rows: dict[str, dict]) -> None:
         )
     fs, root = corpus.resolve(out)
     corpus.atomic_write_bytes(fs, corpus.join(root, QUARANTINE_NAME), buffer.getvalue().encode())
+
+
+def _read_report(out: str) -> dict[str, dict]:
+    report = corpus.read_ingest_report(out)
+    return {} if report is None else {row["file"]: row for row in report.to_pylist()}
+
+
+def _update_report(rows: dict[str, dict], summary: dict) -> None:
+    """Ingest-report rows: replaced when a file is processed again, kept when skipped."""
+    if summary["status"] == "skipped" and summary["file"] in rows:
+        return
+    rows[summary["file"]] = {
+        **summary,
+        "ingested_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def report_summary(summaries: list[dict]) -> list[str]:
+    """Lines summing up the ingest-report rows of one run (totals only, no file names)."""
+    done = [s for s in summaries if s["status"] in ("ingested", "partial")]
+
+    def total(key: str) -> float:
+        return sum(s.get(key) or 0 for s in done)
+
+    windows, worn = int(total("windows")), int(total("wear_windows"))
+    share = f" ({100 * worn / windows:.1f} %)" if windows else ""
+    calibration = Counter(s.get("calibration") or "-" for s in done)
+    devices = Counter(s.get("device") or "-" for s in done)
+    clocks = Counter(s.get("clock") or "-" for s in done)
+    return [
+        f"ingest report: {len(done)} recordings ingested "
+        f"({', '.join(f'{n} {d}' for d, n in sorted(devices.items()))}): {windows} windows, "
+        f"{worn} worn{share}, {total('nonwear_seconds'):.0f} s non-wear",
+        f"  gaps {int(total('gaps'))} ({total('gap_seconds'):.1f} s); idle sleep filled "
+        f"{total('idle_sleep_seconds'):.1f} s; calibration "
+        + ", ".join(f"{n} {state}" for state, n in sorted(calibration.items())),
+        f"  read errors {int(total('read_errors'))}; rows dropped: "
+        f"{int(total('malformed_lines'))} malformed, {int(total('missing_rows'))} missing, "
+        f"{int(total('not_increasing_rows'))} time not increasing; "
+        f"{int(total('clipped_samples'))} samples clipped; {total('lost_seconds'):.1f} s lost",
+        "  clocks: " + "; ".join(f"{n} x {clock}" for clock, n in sorted(clocks.items())),
+    ]
 
 
 def _update_quarantine(rows: dict[str, dict], summary: dict) -> None:
@@ -612,9 +717,12 @@ def ingest_recordings(
     except FileNotFoundError:
         manifest = None
     works, summaries = _plan(files, options, manifest)
+    version = corpus.read_info(out).version
     quarantine = _read_quarantine(out)
+    report_rows = _read_report(out)
     for summary in summaries:
         _update_quarantine(quarantine, summary)
+        _update_report(report_rows, summary)
     if options.verbose:
         note = f", {ignored} other files in folders ignored" if ignored else ""
         print(f"ingest: {len(files)} files, {len(works)} subjects{note}", flush=True)
@@ -629,6 +737,7 @@ def ingest_recordings(
             manifest_rows = corpus.add_to_manifest(out, pending).num_rows
             pending = []
         _write_quarantine(out, quarantine)
+        corpus.write_ingest_report(out, list(report_rows.values()), version)
         last_flush = time.monotonic()
 
     finished: set[str] = set()
@@ -641,6 +750,7 @@ def ingest_recordings(
                 for summary in result["recordings"]:
                     summaries.append(summary)
                     _update_quarantine(quarantine, summary)
+                    _update_report(report_rows, summary)
                     if options.verbose:
                         print(_log_line(summary, len(summaries), total), flush=True)
                 if time.monotonic() - last_flush >= options.flush_seconds:
@@ -652,6 +762,7 @@ def ingest_recordings(
                     summary["reason"] = "the task failed (worker crash or out of memory)"
                     summaries.append(summary)
                     _update_quarantine(quarantine, summary)
+                    _update_report(report_rows, summary)
     finally:
         flush()
     report = IngestReport(out, summaries, manifest_rows, time.perf_counter() - began)
@@ -662,6 +773,9 @@ def ingest_recordings(
             f"manifest has {manifest_rows} subject-days",
             flush=True,
         )
+        for line in report_summary(summaries):
+            print(line, flush=True)
+        print(f"ingest: report per recording in {corpus.join(out, INGEST_REPORT_NAME)}", flush=True)
         if report.with_status("quarantined", "partial"):
             print(f"ingest: see {corpus.join(out, QUARANTINE_NAME)}", flush=True)
     return report

@@ -3,24 +3,24 @@
 A labelled set is a folder (local or any pyarrow URI)::
 
     SET/labelled.json     name, window_seconds, sample_rate_hz, label names (in class order),
-                          counts (windows per class and per subject), optionally
-                          the batch size the set is trained with (``batch_size``: the
-                          paper's per-dataset value) and, where the source defines one,
-                          subjects: the pseudonyms in the source's subject order
+                          counts (windows per class and per subject); optionally the
+                          batch size the set is trained with (``batch_size``: the paper's
+                          per-dataset value) and, where the source defines one, subjects:
+                          the pseudonyms in the source's subject order
     SET/windows.parquet   one row per window: subject (pseudonym), label, time, window
 
-Windows are 30 Hz, in g, channel-major ``3 x L`` float32 lists. Folds take subjects in
-the order of their first window (``wearssl.data.splits``), not in the order of the
-pseudonyms, which depends on the pseudonymisation key; a set that states its source's
-subject order (``subject_order``, e.g. a dataset's participant numbers) has its windows
-in that order, which the writer checks. Sets written without it read with
-``subject_order`` None.
+Windows are 30 Hz, in g, channel-major ``3 x L`` float32 lists. Rows are written grouped
+by subject in the subject order, where there is one: folds take subjects in the order of
+their first rows (:mod:`wearssl.data.splits`), so they follow the source (e.g. a dataset's
+participant numbers) rather than the pseudonyms, whose order depends on the
+pseudonymisation key. Sets written without an order read with ``subject_order`` None.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +35,6 @@ from wearssl.data.corpus import (
     join,
     resolve,
 )
-from wearssl.data.splits import subjects_in_source_order
 
 INFO_NAME = "labelled.json"
 WINDOWS_NAME = "windows.parquet"
@@ -75,13 +74,28 @@ class LabelledSet:
             order,
         )
 
+    def in_subject_order(self) -> LabelledSet:
+        """The same set with its rows grouped by subject in ``subject_order`` (a stable
+        reordering: rows of one subject keep their order); unchanged without an order."""
+        if self.subject_order is None:
+            return self
+        rank = {subject: i for i, subject in enumerate(self.subject_order)}
+        rows = np.argsort([rank[s] for s in self.subjects.astype(str)], kind="stable")
+        return replace(
+            self,
+            windows=self.windows[rows],
+            labels=self.labels[rows],
+            subjects=self.subjects[rows],
+            times_ms=self.times_ms[rows],
+        )
+
     def counts(self) -> dict[str, dict[str, int]]:
-        """Windows per class (in class order) and per subject (in the order of their
-        first window)."""
+        """Windows per class (in class order) and per subject (in the subject order,
+        else sorted)."""
         per_class = np.bincount(self.labels, minlength=len(self.label_names))
         subjects, per_subject = np.unique(self.subjects.astype(str), return_counts=True)
         by_subject = dict(zip(subjects.tolist(), per_subject.tolist(), strict=True))
-        order = subject_order_of(self.subjects)
+        order = self.subject_order if self.subject_order is not None else sorted(by_subject)
         return {
             "classes": {name: int(n) for name, n in zip(self.label_names, per_class, strict=True)},
             "subjects": {subject: int(by_subject[subject]) for subject in order},
@@ -100,6 +114,7 @@ def write_labelled_set(path: str, labelled: LabelledSet) -> None:
     if not (len(labelled.labels) == len(labelled.subjects) == len(labelled.times_ms) == n):
         raise ValueError(f"labelled set {labelled.name}: columns have different lengths")
     _check_subject_order(labelled)
+    labelled = labelled.in_subject_order()
     fs, root = resolve(path)
     values = pa.array(labelled.windows.astype(np.float32).reshape(-1), pa.float32())
     names = np.asarray(labelled.label_names, dtype=object)
@@ -129,18 +144,18 @@ def write_labelled_set(path: str, labelled: LabelledSet) -> None:
 
 
 def _check_subject_order(labelled: LabelledSet) -> None:
-    """The subject order, where given, lists each subject once, in the order of their
-    first windows (the order folds take them in)."""
+    """The subject order, where given, names every subject of the windows exactly once."""
     order = labelled.subject_order
-    if order is not None and list(order) != subject_order_of(labelled.subjects):
+    if order is None:
+        return
+    repeated = sorted(subject for subject, n in Counter(order).items() if n > 1)
+    present = set(labelled.subjects.astype(str).tolist())
+    missing, extra = sorted(present - set(order)), sorted(set(order) - present)
+    if repeated or missing or extra:
         raise ValueError(
-            f"labelled set {labelled.name}: the subject order must list each subject of the "
-            "windows once, in the order of their first windows"
+            f"labelled set {labelled.name}: the subject order must name each subject of the "
+            f"windows once; repeated {repeated}, missing {missing}, without windows {extra}"
         )
-
-
-def subject_order_of(subjects: np.ndarray) -> list[str]:
-    return [str(subject) for subject in subjects_in_source_order(subjects)]
 
 
 def read_labelled_set(path: str) -> LabelledSet:

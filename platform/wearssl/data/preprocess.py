@@ -15,8 +15,10 @@ Choices, and why:
   ``start + (L - 1) / rate <= t_last + 1 ms`` (times are often stored to the millisecond,
   which would otherwise cost a full recording its last window).
 - **Gaps.** Consecutive samples more than ``max_gap_seconds`` apart bound a gap. Windows
-  overlapping a gap are kept (their samples are linearly interpolated across it, so they
-  stay finite) but flagged ``wear=False``.
+  with a sample inside a gap are kept (their samples are linearly interpolated across it,
+  so they stay finite) but flagged ``wear=False``. A window's samples span
+  ``(L - 1) / rate`` (9.967 s at 30 Hz), not its full length: a window whose last sample
+  precedes the gap's first missing moment is fully recorded and keeps ``wear=True``.
 - **Statistics.** One pass puts the raw samples in 10-s bins on the same clock grid and
   keeps per-bin counts, means and standard deviations; calibration and non-wear
   detection both read only these.
@@ -27,7 +29,12 @@ Choices, and why:
   every axis and the fit brings the mean residual under 10 mg. Being affine, it is
   applied to the 30-Hz windows (filtering and interpolation commute with it).
 - **Non-wear**: a run of still bins (empty bins count as still) longer than
-  ``nonwear_minutes`` (90) is non-wear; windows overlapping it get ``wear=False``.
+  ``nonwear_minutes`` (90) is non-wear; windows overlapping it get ``wear=False``. A bin
+  is still when every axis' std is below ``still_std_g`` (15 mg, above an AX3's noise)
+  or, for a device with coarser values, below one step of its resolution: a device lying
+  still reads at most two neighbouring steps, so its std is at most half a step. (An
+  Empatica E4 reads in 1/64 g, 15.6 mg steps: worn while seated, its wearers' 10-s bins
+  have median stds of 10-146 mg and no still run longer than 6 minutes.)
 - **Resampling** to 30 Hz: when the source rate is over 10 % higher, a zero-phase 4th-order
   Butterworth low-pass at 0.4 x the target rate (12 Hz) first removes what would alias;
   then each axis is linearly interpolated at the window sample times. Filtering runs on
@@ -38,6 +45,7 @@ Choices, and why:
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -96,6 +104,13 @@ def sample_offsets_ns(window_samples: int, rate_hz: float) -> np.ndarray:
     return np.rint(np.arange(window_samples) * (NS_PER_SECOND / rate_hz)).astype(np.int64)
 
 
+def samples_span_ns(window_samples: int, rate_hz: float) -> int:
+    """Time from a window's first sample to its last, ``(L - 1) / rate``: a gap ``(a, b)``
+    (no samples strictly between a and b) puts a sample of the window inside it only when
+    ``a < start + span`` and ``b > start``."""
+    return int(sample_offsets_ns(window_samples, rate_hz)[-1])
+
+
 def window_starts(
     times_ns: np.ndarray,
     window_seconds: int,
@@ -114,7 +129,7 @@ def window_starts(
     first, last = int(times_ns[0]), int(times_ns[-1])
     if align == "clock":
         first = -(-first // step_ns) * step_ns
-    span = int(sample_offsets_ns(round(window_seconds * rate_hz), rate_hz)[-1])
+    span = samples_span_ns(round(window_seconds * rate_hz), rate_hz)
     last += TIME_TOLERANCE_NS
     if first + span > last:
         return np.empty(0, np.int64)
@@ -131,8 +146,8 @@ def gap_intervals(times_ns: np.ndarray, max_gap_seconds: float) -> np.ndarray:
 
 
 def overlaps(starts_ns: np.ndarray, length_ns: int, intervals: np.ndarray) -> np.ndarray:
-    """Which windows ``[start, start + length)`` overlap any of the sorted, disjoint
-    intervals ``(a, b)``."""
+    """Which spans ``(start, start + length)`` overlap any of the sorted, disjoint
+    intervals ``(a, b)``: ``a < start + length`` and ``b > start``."""
     if len(intervals) == 0:
         return np.zeros(len(starts_ns), bool)
     first_ending_after = np.searchsorted(intervals[:, 1], starts_ns, side="right")
@@ -208,6 +223,12 @@ class Calibration:
     error_before_mg: float = float("nan")
     error_after_mg: float = float("nan")
     reason: str = "not attempted"
+
+
+def finite_or_none(value: float) -> float | None:
+    """A calibration error (NaN where none was measured) as a number or None, for JSON
+    and Parquet reports."""
+    return float(value) if math.isfinite(value) else None
 
 
 def _sphere_error(points: np.ndarray) -> np.ndarray:
@@ -382,6 +403,7 @@ class WindowedRecording:
     nonwear_seconds: float
     gap_seconds: float
     timings: dict[str, float]
+    gap_count: int = 0
 
     def __len__(self) -> int:
         return len(self.starts_ns)
@@ -392,12 +414,16 @@ def preprocess(
     xyz: np.ndarray,
     sample_rate_hz: float,
     options: PreprocessOptions | None = None,
+    resolution_g: float | None = None,
 ) -> WindowedRecording:
     """Calibrate, find non-wear and gaps, resample and cut one recording into windows.
+    ``resolution_g`` is the device's step between values, where it is coarse (see the
+    module docstring on non-wear).
 
     ``timings`` holds seconds for ``calibrate_nonwear`` and ``resample_window``.
     """
     options = options or PreprocessOptions()
+    still_std_g = max(options.still_std_g, resolution_g or 0.0)
     timings: dict[str, float] = {}
     began = time.perf_counter()
     calibration = Calibration()
@@ -405,10 +431,10 @@ def preprocess(
     if options.calibrate or options.detect_nonwear:
         stats = bin_statistics(times_ns, xyz)
         if options.calibrate:
-            calibration = fit_calibration(stats, options.still_std_g)
+            calibration = fit_calibration(stats, still_std_g)
             stats = calibrated_stats(stats, calibration)
         if options.detect_nonwear:
-            nonwear = nonwear_intervals(stats, options.nonwear_minutes, options.still_std_g)
+            nonwear = nonwear_intervals(stats, options.nonwear_minutes, still_std_g)
     gaps = gap_intervals(times_ns, options.max_gap_seconds)
     timings["calibrate_nonwear"] = time.perf_counter() - began
 
@@ -425,8 +451,8 @@ def preprocess(
         options.max_gap_seconds,
     )
     windows = apply_calibration(windows, calibration, channel_axis=1)
-    window_ns = options.window_seconds * NS_PER_SECOND
-    wear = ~(overlaps(starts, window_ns, nonwear) | overlaps(starts, window_ns, gaps))
+    span_ns = samples_span_ns(options.window_samples, options.target_rate_hz)
+    wear = ~(overlaps(starts, span_ns, nonwear) | overlaps(starts, span_ns, gaps))
     timings["resample_window"] = time.perf_counter() - began
     return WindowedRecording(
         starts,
@@ -436,6 +462,7 @@ def preprocess(
         interval_seconds(nonwear),
         interval_seconds(gaps),
         timings,
+        len(gaps),
     )
 
 

@@ -42,7 +42,7 @@ def frozen_features(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     extractor = harnet(window_seconds, pretrained=weights).feature_extractor.to(device).eval()
     chunks = [
-        extractor(torch.from_numpy(windows[start : start + batch_size]).to(device)).float().cpu()
+        extractor(torch.tensor(windows[start : start + batch_size], device=device)).float().cpu()
         for start in range(0, len(windows), batch_size)
     ]
     if not chunks:
@@ -87,16 +87,24 @@ def train_linear_probe_arm(
     data: LabelledSet, fold: Fold, seed: int, weights: str | Path
 ) -> tuple[np.ndarray, float]:
     """(test probabilities over every class of ``data``, validation loss) of the probe."""
-    n_classes = len(data.label_names)
     used = np.sort(np.concatenate([fold.train, fold.val, fold.test]))
     computed = frozen_features(
         weights, data.windows[used], data.window_seconds, FEATURE_BATCH_WINDOWS
     )
     features = np.zeros((len(data.labels), computed.shape[1]), dtype=np.float32)
     features[used] = computed
-    regularisation, val_loss = choose_regularisation(features, data.labels, fold, seed)
+    return fit_probe(features, data.labels, fold, seed, len(data.label_names))
+
+
+def fit_probe(
+    features: np.ndarray, labels: np.ndarray, fold: Fold, seed: int, n_classes: int
+) -> tuple[np.ndarray, float]:
+    """The probe on precomputed features (one row per window of the set): the
+    regularisation chosen on the validation subjects, then a fit on every non-test window.
+    Returns (test probabilities over ``n_classes``, validation loss)."""
+    regularisation, val_loss = choose_regularisation(features, labels, fold, seed)
     fit_on = np.sort(np.concatenate([fold.train, fold.val]))
-    model = probe(regularisation, seed).fit(features[fit_on], data.labels[fit_on])
+    model = probe(regularisation, seed).fit(features[fit_on], labels[fit_on])
     probabilities = np.zeros((len(fold.test), n_classes), dtype=np.float32)
     if len(fold.test):
         probabilities[:, model.classes_] = model.predict_proba(features[fold.test])

@@ -23,6 +23,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from wearssl.config import ConfigError
+from wearssl.infra.git import git_commit as git_commit  # provenance tag of every run
 
 log = logging.getLogger(__name__)
 

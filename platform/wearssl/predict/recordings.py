@@ -4,15 +4,12 @@ Per recording: read (any format of :mod:`wearssl.data.devices`) → calibrate �
 → windows of the model's length (:mod:`wearssl.data.preprocess`) → batched inference on the
 worn windows (GPU when there is one) → class probabilities → label per window, smoothed
 by the model's HMM (:mod:`wearssl.models.hmm`, Viterbi on each stretch of worn windows; off
-with ``use_hmm=False``). Outputs, in ``OUT/<recording stem>/``:
-
-* ``<stem>-timeSeries.csv.gz``: one row per window: ``time`` (window start, wall clock),
-  ``label`` (empty for non-wear), ``prob_<label>`` for each class (the model's
-  probabilities before smoothing; empty for non-wear) and ``non_wear`` (0/1);
-* ``<stem>-dailySummary.csv``: one row per calendar day (see :func:`daily_summary`);
-* ``<stem>-info.json``: the file, device, duration, wear, calibration, model and totals
-  (written last: a folder without it is incomplete);
-* ``<stem>-timeline.png``: one row per day over 24 h, activities coloured, non-wear grey.
+with ``use_hmm=False``) → ENMO per window → the outputs of
+:func:`~wearssl.predict.outputs.output_paths` in ``OUT/<recording stem>/``: the time
+series, minute, hour and day tables (:mod:`wearssl.predict.outputs`,
+:mod:`wearssl.predict.summary`), the bouts (:mod:`wearssl.predict.bouts`), the timeline
+(:mod:`wearssl.predict.timeline`) and, written last (a folder without it is incomplete),
+``<stem>-Info.json`` (:mod:`wearssl.predict.info`). docs/predict.md lists every column.
 
 The model must carry its label names, window length and preprocessing
 (:func:`load_prediction_model` refuses one that does not), so a recording can never be
@@ -28,6 +25,7 @@ import json
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,39 +44,49 @@ from wearssl.data.devices import (
     read_recording,
     recording_stem,
 )
-from wearssl.data.preprocess import (
-    NS_PER_DAY,
-    NS_PER_SECOND,
-    TARGET_RATE_HZ,
-    PreprocessOptions,
-    preprocess,
-    split_days,
-)
+from wearssl.data.ingest import preprocess_facts, recording_facts
+from wearssl.data.preprocess import NS_PER_SECOND, TARGET_RATE_HZ, PreprocessOptions, preprocess
 from wearssl.data.privacy import pseudonymise
 from wearssl.infra import tracking
 from wearssl.models.harnet import WINDOW_SAMPLES, CheckpointError, HarNet, harnet, load_checkpoint
 from wearssl.models.hmm import HmmParams, checkpoint_hmm, viterbi
 from wearssl.models.resolve import MODELS_SCHEME, RUNS_SCHEME, parse_model_ref, resolve_weights
+from wearssl.predict.bouts import bouts_table
+from wearssl.predict.collate import COLLATED_NAME, collate, collated_paths
+from wearssl.predict.info import (
+    activity_info,
+    calibration_info,
+    chance_check,
+    iso,
+    json_ready,
+    wear_info,
+)
+from wearssl.predict.outputs import (
+    NON_WEAR,
+    NS_PER_HOUR,
+    NS_PER_MINUTE,
+    activity_minutes,
+    enmo_mg,
+    minutely_table,
+    output_paths,
+    time_series,
+    write_table,
+)
+from wearssl.predict.summary import (
+    MIN_WEAR_HOURS_PER_DAY,
+    covers_24h,
+    daily_summary,
+    daily_table,
+)
+from wearssl.predict.timeline import plot_timeline
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_FAILED = 3
 
-TIMESERIES_SUFFIX = "-timeSeries.csv.gz"
-SUMMARY_SUFFIX = "-dailySummary.csv"
-INFO_SUFFIX = "-info.json"
-TIMELINE_SUFFIX = "-timeline.png"
 REPORT_NAME = "predict-report.csv"
-COLLATED_NAME = "dailySummaries.csv"
 PREPROCESSING_KEY = "preprocessing"
-PROBABILITY_PREFIX = "prob_"
-MINUTES_SUFFIX = "_minutes"
-
-MIN_WEAR_HOURS_PER_DAY = 20.0
 DEFAULT_BATCH_SIZE = 512
-NON_WEAR = -1
-NON_WEAR_COLOUR = "#bdbdbd"
-MINUTES_PER_DAY = 1440
 
 
 # ---------------------------------------------------------------- the model
@@ -258,138 +266,6 @@ def window_labels(probabilities: np.ndarray, wear: np.ndarray, hmm: HmmParams | 
     return labels
 
 
-# ---------------------------------------------------------------- tables
-
-
-def _times(starts_ns: np.ndarray) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex(np.asarray(starts_ns, dtype="datetime64[ns]"))
-
-
-def time_series(
-    starts_ns: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, label_names: list[str]
-) -> pd.DataFrame:
-    """The per-window table written to ``<stem>-timeSeries.csv.gz``."""
-    names = np.asarray([*label_names, ""], dtype=object)  # index -1 -> ""
-    table = pd.DataFrame({"time": _times(starts_ns), "label": names[labels]})
-    for index, name in enumerate(label_names):
-        table[PROBABILITY_PREFIX + name] = probabilities[:, index]
-    table["non_wear"] = (labels == NON_WEAR).astype(np.int8)
-    return table
-
-
-def daily_summary(
-    starts_ns: np.ndarray,
-    labels: np.ndarray,
-    label_names: list[str],
-    window_seconds: int,
-    min_wear_hours: float = MIN_WEAR_HOURS_PER_DAY,
-) -> pd.DataFrame:
-    """One row per calendar day (wall clock) that the recording covers.
-
-    Columns: ``day``; ``recorded_minutes`` (the part of the day the recording spans,
-    gaps included); ``wear_minutes``; ``nonwear_minutes``; ``<label>_minutes`` for each
-    class (worn time only, nothing imputed); ``partial_day`` (recorded < 24 h, e.g. the
-    first and last day); ``poor_wear``: fewer than ``min_wear_hours`` of wear per 24 h of
-    recorded time, i.e. ``wear_minutes < recorded_minutes * min_wear_hours / 24`` (a full
-    day needs 20 h of wear, a first day recorded from noon 10 h).
-    """
-    minutes_per_window = window_seconds / 60
-    rows = []
-    for day, part in split_days(np.asarray(starts_ns)):
-        day_labels = labels[part]
-        counts = np.bincount(day_labels[day_labels >= 0], minlength=len(label_names))
-        recorded = len(day_labels) * minutes_per_window
-        wear = float(counts.sum()) * minutes_per_window
-        row: dict[str, Any] = {
-            "day": day,
-            "recorded_minutes": recorded,
-            "wear_minutes": wear,
-            "nonwear_minutes": recorded - wear,
-        }
-        for name, count in zip(label_names, counts, strict=True):
-            row[name + MINUTES_SUFFIX] = float(count) * minutes_per_window
-        row["partial_day"] = recorded < MINUTES_PER_DAY
-        row["poor_wear"] = wear < recorded * min_wear_hours / 24
-        rows.append(row)
-    columns = ["day", "recorded_minutes", "wear_minutes", "nonwear_minutes"]
-    columns += [name + MINUTES_SUFFIX for name in label_names] + ["partial_day", "poor_wear"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-# ---------------------------------------------------------------- timeline
-
-
-LABEL_COLOURS = {
-    "sleep": "#3b4cc0",
-    "sedentary": "#f6c141",
-    "household": "#90c987",
-    "light": "#90c987",
-    "walking": "#e8601c",
-    "moderate-vigorous": "#dc050c",
-    "running": "#a5170e",
-}
-
-
-def label_colours(label_names: list[str]) -> list[str]:
-    """A colour per class: a fixed one for common activity names, else a tab10 colour."""
-    from matplotlib import colormaps
-
-    palette = colormaps["tab10"].colors
-    return [
-        LABEL_COLOURS.get(name.lower(), palette[index % len(palette)])
-        for index, name in enumerate(label_names)
-    ]
-
-
-def _runs(codes: np.ndarray, starts_ns: np.ndarray, window_ns: int) -> list[tuple[int, int, int]]:
-    """(code, first, stop) index runs of equal codes over contiguous windows."""
-    breaks = (codes[1:] != codes[:-1]) | (np.diff(starts_ns) != window_ns)
-    bounds = np.r_[0, np.flatnonzero(breaks) + 1, len(codes)]
-    return [(int(codes[a]), int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-
-
-def plot_timeline(
-    path: str | Path,
-    starts_ns: np.ndarray,
-    labels: np.ndarray,
-    label_names: list[str],
-    window_seconds: int,
-    title: str,
-) -> None:
-    """One row per day, 0-24 h across, a coloured band per activity run, non-wear grey."""
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    days = split_days(np.asarray(starts_ns))
-    colours = label_colours(label_names)
-    figure = Figure(figsize=(11, 1.2 + 0.55 * max(len(days), 1)), layout="constrained")
-    axes = figure.add_subplot()
-    window_ns = window_seconds * NS_PER_SECOND
-    hours_per_ns = 24 / NS_PER_DAY
-    for row, (_, part) in enumerate(days):
-        midnight = (int(starts_ns[part.start]) // NS_PER_DAY) * NS_PER_DAY
-        day_starts = starts_ns[part]
-        for code, a, b in _runs(labels[part], day_starts, window_ns):
-            left = (int(day_starts[a]) - midnight) * hours_per_ns
-            width = (b - a) * window_ns * hours_per_ns
-            colour = NON_WEAR_COLOUR if code == NON_WEAR else colours[code]
-            axes.broken_barh([(left, width)], (row - 0.4, 0.8), facecolors=colour, linewidth=0)
-    axes.set_yticks(
-        range(len(days)), [pd.Timestamp(day).strftime("%a %d %b %Y") for day, _ in days]
-    )
-    axes.set_ylim(len(days) - 0.5, -0.5)
-    axes.set_xlim(0, 24)
-    axes.set_xticks(range(0, 25, 3), [f"{h:02d}:00" for h in range(0, 25, 3)])
-    axes.set_xlabel("time of day")
-    axes.set_title(title)
-    handles = [Patch(color=c, label=name) for name, c in zip(label_names, colours, strict=True)]
-    handles.append(Patch(color=NON_WEAR_COLOUR, label="non-wear"))
-    figure.legend(
-        handles=handles, loc="outside lower center", ncols=min(len(handles), 7), frameon=False
-    )
-    figure.savefig(path, dpi=100)
-
-
 # ---------------------------------------------------------------- one recording
 
 
@@ -422,12 +298,15 @@ class PredictOptions:
 
 @dataclass
 class RecordingOutcome:
-    """What happened to one file; ``reason`` says why it failed."""
+    """What happened to one file: ``ok`` its outputs were written; ``status`` is ``ok``,
+    ``partial`` (predicted from what the reader could recover of a truncated or corrupt
+    file) or ``failed``; ``reason`` says why it failed or what the reader reported."""
 
     file: str
     stem: str
     ok: bool
     reason: str = ""
+    status: str = ""
     folder: str = ""
     windows: int = 0
     wear_hours: float = 0.0
@@ -435,23 +314,28 @@ class RecordingOutcome:
     seconds: float = 0.0
 
 
-def output_paths(out: str | Path, stem: str) -> dict[str, Path]:
-    folder = Path(out) / stem
-    return {
-        "folder": folder,
-        "time_series": folder / f"{stem}{TIMESERIES_SUFFIX}",
-        "summary": folder / f"{stem}{SUMMARY_SUFFIX}",
-        "info": folder / f"{stem}{INFO_SUFFIX}",
-        "timeline": folder / f"{stem}{TIMELINE_SUFFIX}",
-    }
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
-
-
-def _iso(ns: int) -> str:
-    return pd.Timestamp(int(ns), unit="ns").isoformat()
+def write_tables(
+    paths: dict[str, Path],
+    starts_ns: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    enmo: np.ndarray,
+    model: PredictionModel,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
+    """Write the time series, minute, hour, day and bouts tables of one recording; the
+    daily and hourly tables and the overall adjusted figures, for its Info."""
+    paths["folder"].mkdir(parents=True, exist_ok=True)
+    per_window = (starts_ns, labels, enmo, model.labels, model.window_seconds)
+    series = time_series(starts_ns, labels, probabilities, enmo, model.labels)
+    write_table(series, paths["time_series"])
+    minutes = activity_minutes(*per_window, NS_PER_MINUTE)
+    write_table(minutely_table(minutes, model.labels), paths["minutely"])
+    hourly = activity_minutes(*per_window, NS_PER_HOUR)
+    write_table(hourly, paths["hourly"])
+    daily, adjusted = daily_table(daily_summary(*per_window), minutes, model.labels)
+    write_table(daily, paths["daily"])
+    write_table(bouts_table(*per_window), paths["bouts"])
+    return daily, hourly, adjusted
 
 
 def predict_recording(
@@ -462,9 +346,9 @@ def predict_recording(
     options: PredictOptions,
     subject: str,
 ) -> RecordingOutcome:
-    """Predict one recording and write its four outputs; errors propagate.
+    """Predict one recording and write its outputs (:func:`output_paths`); errors propagate.
 
-    ``subject`` is the pseudonym written to ``info.json`` (made on the caller's side, so
+    ``subject`` is the pseudonym written to ``Info.json`` (made on the caller's side, so
     workers never need the pseudonymisation key).
     """
     began = time.perf_counter()
@@ -473,11 +357,13 @@ def predict_recording(
     timings["read"] = time.perf_counter() - began
 
     mark = time.perf_counter()
+    preprocessing = options.preprocessing(model.window_seconds)
     windowed = preprocess(
         recording.times_ns,
         recording.xyz,
         recording.sample_rate_hz,
-        options.preprocessing(model.window_seconds),
+        preprocessing,
+        recording.resolution_g,
     )
     timings["preprocess"] = time.perf_counter() - mark
     if len(windowed) == 0:
@@ -485,17 +371,14 @@ def predict_recording(
             f"{path}: shorter than one {model.window_seconds}-s window "
             f"({recording.duration_seconds:.1f} s)"
         )
-    source = {
-        "device": recording.device,
-        "sample_rate_hz": recording.sample_rate_hz,
-        "duration_hours": recording.duration_seconds / 3600,
-        "read_errors": recording.read_errors,
-        "lost_seconds": recording.lost_seconds,
-    }
+    reader = recording_facts(recording)
+    duration_hours = recording.duration_seconds / 3600
+    partial = recording.read_errors > 0 or bool(recording.lost_seconds)
     del recording
 
     mark = time.perf_counter()
     probabilities = classify_windows(network, windowed.windows, windowed.wear, options.batch_size)
+    enmo = enmo_mg(windowed.windows, windowed.wear)
     timings["inference"] = time.perf_counter() - mark
     mark = time.perf_counter()
     hmm = model.hmm if options.use_hmm else None
@@ -505,13 +388,8 @@ def predict_recording(
     mark = time.perf_counter()
     stem = recording_stem(path)
     paths = output_paths(out, stem)
-    paths["folder"].mkdir(parents=True, exist_ok=True)
     starts = windowed.starts_ns
-    time_series(starts, labels, probabilities, model.labels).to_csv(
-        paths["time_series"], index=False, float_format="%.4f", date_format="%Y-%m-%d %H:%M:%S"
-    )
-    summary = daily_summary(starts, labels, model.labels, model.window_seconds)
-    summary.to_csv(paths["summary"], index=False, float_format="%.2f")
+    daily, hourly, adjusted = write_tables(paths, starts, labels, probabilities, enmo, model)
     plot_timeline(
         paths["timeline"],
         starts,
@@ -523,51 +401,56 @@ def predict_recording(
     )
     timings["write"] = time.perf_counter() - mark
 
-    window_hours = model.window_seconds / 3600
-    wear_windows = int(windowed.wear.sum())
-    calibration = windowed.calibration
+    quality = preprocess_facts(windowed, preprocessing)
+    chance = chance_check(model.content, model.n_classes)
+    promoted = {"device", "device_id", "sample_rate_hz", "read_errors", "reader_message"}
     info = {
-        "file": Path(path).name,
-        "subject": subject,
-        **source,
-        "start": _iso(starts[0]),
-        "end": _iso(starts[-1] + model.window_seconds * NS_PER_SECOND),
-        "windows": len(windowed),
-        "wear_windows": wear_windows,
-        "wear_hours": wear_windows * window_hours,
-        "nonwear_hours": (len(windowed) - wear_windows) * window_hours,
-        "gap_seconds": windowed.gap_seconds,
-        "calibration": {
-            "applied": calibration.applied,
-            "offset_g": [float(v) for v in calibration.offset],
-            "scale": [float(v) for v in calibration.scale],
-            "still_periods": calibration.n_points,
-            "error_before_mg": _finite_or_none(calibration.error_before_mg),
-            "error_after_mg": _finite_or_none(calibration.error_after_mg),
-            "reason": calibration.reason,
+        "Filename": Path(path).name,
+        "Subject": subject,
+        "Device": reader["device"],
+        "DeviceID": reader["device_id"],
+        "SampleRate": reader["sample_rate_hz"],
+        "StartTime": iso(starts[0]),
+        "EndTime": iso(starts[-1] + model.window_seconds * NS_PER_SECOND),
+        "Duration(hours)": duration_hours,
+        "ReadOK": not partial,
+        "ReadErrors": reader["read_errors"],
+        "ReaderMessage": reader["reader_message"],
+        "Reader": {key: value for key, value in reader.items() if key not in promoted},
+        "Calibration": calibration_info(quality, windowed.calibration),
+        **wear_info(starts, labels, model.window_seconds, covers_24h(hourly)),
+        "Interrupts": {"Count": quality["gaps"], "Seconds": quality["gap_seconds"]},
+        **activity_info(daily, adjusted, enmo, model.labels),
+        "MinWearHoursPerDay": MIN_WEAR_HOURS_PER_DAY,
+        "Labels": model.labels,
+        "WindowSeconds": model.window_seconds,
+        "HMM": hmm is not None,
+        "Model": {
+            **model.identity,
+            "ValidationScores": chance.scores,
+            "ChanceLevels": chance.chance,
+            "NearChance": chance.near_chance,
+            "ChanceCheck": chance.message,
         },
-        "model": model.identity,
-        "labels": model.labels,
-        "window_seconds": model.window_seconds,
-        "hmm": hmm is not None,
-        "activity_minutes": {
-            name: float(summary[name + MINUTES_SUFFIX].sum()) for name in model.labels
+        "Arguments": {
+            "model": model.identity["spec"],
+            "model_sha256": model.identity["sha256"],
+            **asdict(options),
         },
-        "days": len(summary),
-        "poor_wear_days": int(summary["poor_wear"].sum()),
-        "min_wear_hours_per_day": MIN_WEAR_HOURS_PER_DAY,
-        "timings_seconds": {key: round(value, 3) for key, value in timings.items()},
-        "wearssl_version": wearssl.__version__,
+        "Timings(s)": {key: round(value, 3) for key, value in timings.items()},
+        "WearsslVersion": wearssl.__version__,
     }
-    paths["info"].write_text(json.dumps(info, indent=2) + "\n")
+    paths["info"].write_text(json.dumps(json_ready(info), indent=2) + "\n")
     return RecordingOutcome(
         path,
         stem,
         True,
+        reason=reader["reader_message"] if partial else "",
+        status="partial" if partial else "ok",
         folder=str(paths["folder"]),
         windows=len(windowed),
-        wear_hours=info["wear_hours"],
-        days=len(summary),
+        wear_hours=info["WearTime(days)"] * 24,
+        days=len(daily),
         seconds=time.perf_counter() - began,
     )
 
@@ -590,6 +473,7 @@ def predict_file(
             recording_stem(path),
             False,
             reason=f"{type(error).__name__}: {error}",
+            status="failed",
             seconds=time.perf_counter() - began,
         )
 
@@ -611,10 +495,11 @@ def progress_line(outcome: RecordingOutcome, done: int, total: int) -> str:
     head = f"predict [{done}/{total}] {outcome.stem}:"
     if not outcome.ok:
         return f"{head} FAILED: {outcome.reason}"
-    return (
+    line = (
         f"{head} {outcome.windows} windows, {outcome.days} day(s), "
         f"{outcome.wear_hours:.2f} h worn, {outcome.seconds:.1f} s"
     )
+    return f"{line}; partial: {outcome.reason}" if outcome.status == "partial" else line
 
 
 def print_progress(outcome: RecordingOutcome, done: int, total: int) -> None:
@@ -677,6 +562,7 @@ def predict_files_on_ray(
                 recording_stem(path),
                 False,
                 reason=f"the task failed: {type(error).__name__}: {first}",
+                status="failed",
             )
         outcomes.append(outcome)
         report(outcome, len(outcomes), len(files))
@@ -691,42 +577,6 @@ def write_report(out: str | Path, outcomes: list[RecordingOutcome]) -> Path:
         [asdict(o) for o in outcomes], columns=list(RecordingOutcome.__dataclass_fields__)
     ).to_csv(path, index=False)
     return path
-
-
-# ---------------------------------------------------------------- collate
-
-
-def collate(folders: list[str | Path], out: str | Path) -> pd.DataFrame:
-    """Merge the daily summaries found under ``folders`` (searched recursively) into one
-    table, one row per recording-day: ``recording`` (file stem), ``subject`` (pseudonym
-    from the recording's info.json) and the summary's columns. Written to ``out`` (CSV,
-    gzipped when it ends in ``.gz``)."""
-    found: list[Path] = []
-    for folder in folders:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise ValueError(f"collate: {folder} is not a folder")
-        found += sorted(folder.rglob(f"*{SUMMARY_SUFFIX}"))
-    if not found:
-        raise ValueError(f"collate: no *{SUMMARY_SUFFIX} file under {[str(f) for f in folders]}")
-    tables = []
-    for path in dict.fromkeys(p.resolve() for p in found):
-        stem = path.name[: -len(SUMMARY_SUFFIX)]
-        info_path = path.with_name(f"{stem}{INFO_SUFFIX}")
-        subject = json.loads(info_path.read_text()).get("subject") if info_path.is_file() else None
-        table = pd.read_csv(path, dtype={"day": str})
-        table.insert(0, "subject", subject)
-        table.insert(0, "recording", stem)
-        tables.append(table)
-    merged = pd.concat(tables, ignore_index=True, sort=False)
-    flags = ["partial_day", "poor_wear"]
-    merged = merged[
-        [c for c in merged.columns if c not in flags] + [c for c in flags if c in merged]
-    ]
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    merged.to_csv(out, index=False, float_format="%.2f")
-    return merged
 
 
 # ---------------------------------------------------------------- command line
@@ -755,7 +605,11 @@ def add_predict_arguments(parser: argparse.ArgumentParser, distributed: bool) ->
             "--out", default="predictions", help="output folder (default: %(default)s)"
         )
     parser.add_argument("--no-hmm", action="store_true", help="no HMM smoothing of the labels")
-    parser.add_argument("--collate", action="store_true", help=f"also write OUT/{COLLATED_NAME}")
+    parser.add_argument(
+        "--collate",
+        action="store_true",
+        help=f"also write OUT/{COLLATED_NAME} and the tables beside it (see collate)",
+    )
     parser.add_argument("--tracking-uri", help="MLflow store holding models:/ and runs:/ specs")
     parser.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="windows per batch"
@@ -805,7 +659,12 @@ def predict_parser(distributed: bool = True) -> argparse.ArgumentParser:
 
 def add_collate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folders", nargs="+", metavar="DIR", help="prediction output folders")
-    parser.add_argument("--out", required=True, help="the merged CSV file")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="the merged daily CSV file; the Info, hourly and bouts tables go beside it "
+        "(all-days.csv -> all-days-Info.csv, all-days-Hourly.csv.gz, all-days-Bouts.csv.gz)",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> PredictOptions:
@@ -864,6 +723,9 @@ def run_predict(args: argparse.Namespace, distributed: bool) -> int:
             f"smoothed (give --no-hmm to silence this)",
             file=sys.stderr,
         )
+    chance = chance_check(model.content, model.n_classes)
+    if chance.near_chance is not False:
+        print(f"predict: warning: model {args.model}: {chance.message}", file=sys.stderr)
     print(f"predict: {len(files)} file(s) with {model.identity['name']} -> {args.out}", flush=True)
     began = time.perf_counter()
     if distributed:
@@ -884,19 +746,27 @@ def run_predict(args: argparse.Namespace, distributed: bool) -> int:
     for outcome in failed:
         print(f"predict: failed: {outcome.file}: {outcome.reason}", file=sys.stderr)
     if args.collate and len(failed) < len(outcomes):
-        collated = Path(args.out) / COLLATED_NAME
-        collate([args.out], collated)
-        print(f"predict: daily summaries collated in {collated}", flush=True)
+        collated = collated_paths(Path(args.out) / COLLATED_NAME)
+        collate([args.out], collated["daily"])
+        print(
+            f"predict: collated in {', '.join(str(path) for path in collated.values())}",
+            flush=True,
+        )
     return EXIT_FAILED if failed else EXIT_OK
 
 
 def run_collate(args: argparse.Namespace) -> int:
     try:
-        table = collate(args.folders, args.out)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tables = collate(args.folders, args.out)
     except (ValueError, OSError) as error:
         print(f"collate: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
     print(
-        f"collate: {table['recording'].nunique()} recording(s), {len(table)} day(s) -> {args.out}"
+        f"collate: {len(tables['info'])} recording(s), {len(tables['daily'])} day(s) -> "
+        f"{', '.join(str(path) for path in collated_paths(args.out).values())}"
     )
     return EXIT_OK

@@ -17,6 +17,13 @@ from wearssl.data import corpus
 from wearssl.pretrain.transforms import pretext_step
 
 
+def lr_at(step: int, base_lr: float, peak_lr: float, warmup_steps: int) -> float:
+    """Linear warm-up from the base lr to the batch-scaled peak, then constant (never beyond)."""
+    if warmup_steps <= 0 or step >= warmup_steps:
+        return peak_lr
+    return base_lr + (peak_lr - base_lr) * step / warmup_steps
+
+
 def model_windows(rows: torch.Tensor, window_seconds: int) -> torch.Tensor:
     """Corpus rows (10-s windows) -> the model's windows: a 5-s model sees each row as two
     consecutive windows, ``(B, 3, 300) -> (2B, 3, 150)``."""
@@ -84,7 +91,8 @@ def evaluate_heldout(
     count = 0
     with torch.no_grad():
         for start in range(0, len(windows), batch_size):
-            rows = torch.from_numpy(windows[start : start + batch_size]).to(device).float()
+            # a copy: the held-out windows come read-only from Ray's object store
+            rows = torch.tensor(windows[start : start + batch_size], device=device).float()
             x = model_windows(rows, window_seconds)
             loss, hits = pretext_loss(model, x, tasks, generator, False, autocast)
             loss_sum += loss * len(x)

@@ -42,6 +42,7 @@ from wearssl.pretrain.step import (
     allreduce_sum,
     evaluate_heldout,
     gather_sets,
+    lr_at,
     model_windows,
     pretext_loss,
 )
@@ -89,13 +90,6 @@ class PretrainResult:
 
 
 # ---------------------------------------------------------------- learning-rate schedule
-
-
-def lr_at(step: int, base_lr: float, peak_lr: float, warmup_steps: int) -> float:
-    """Linear warm-up from the base lr to the batch-scaled peak, then constant (never beyond)."""
-    if warmup_steps <= 0 or step >= warmup_steps:
-        return peak_lr
-    return base_lr + (peak_lr - base_lr) * step / warmup_steps
 
 
 def scaled_peak_lr(cfg: PretrainConfig) -> float:

@@ -89,8 +89,8 @@ def write_recipe_set(
 ) -> RecipeSummary:
     """Pseudonymise the subjects, write the labelled set atomically, and summarise it.
 
-    The windows are put in the source's subject order (folds follow it), each subject's
-    in their own order; the classes keep the order of ``label_names``, leaving out a class
+    The set states the source's subject order (its rows are written in it, so folds
+    follow it); the classes keep the order of ``label_names``, leaving out a class
     without windows; ``batch_size`` is the paper's batch size for the set's networks."""
     if len(part.labels) == 0:
         raise ValueError(f"{name}: no window was left to write (dropped: {part.dropped})")
@@ -105,19 +105,15 @@ def write_recipe_set(
         raise ValueError(f"{name}: labels {unknown} are not among the classes {label_names}")
     label_names = [label for label in label_names if label in present]
     index = {label: i for i, label in enumerate(label_names)}
-    rank = {raw: i for i, raw in enumerate(part.subject_order)}
-    order = np.argsort([rank[raw] for raw in part.subjects], kind="stable")
-    if np.array_equal(order, np.arange(len(order))):
-        order = slice(None)  # already in order: no copy of the windows
     pseudonyms = {raw: pseudonymise(raw) for raw in part.subject_order}
     labelled = LabelledSet(
         name=name,
         window_seconds=window_seconds,
         label_names=list(label_names),
-        windows=part.windows[order],
-        labels=np.array([index[label] for label in part.labels[order]], dtype=np.int64),
-        subjects=np.array([pseudonyms[raw] for raw in part.subjects[order]], dtype=object),
-        times_ms=np.asarray(part.times_ms, dtype=np.int64)[order],
+        windows=part.windows,
+        labels=np.array([index[label] for label in part.labels], dtype=np.int64),
+        subjects=np.array([pseudonyms[raw] for raw in part.subjects], dtype=object),
+        times_ms=np.asarray(part.times_ms, dtype=np.int64),
         batch_size=batch_size,
         subject_order=[pseudonyms[raw] for raw in part.subject_order],
     )
