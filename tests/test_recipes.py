@@ -53,13 +53,14 @@ def _tiny_set(subjects: list[str], order: list[str] | None) -> LabelledSet:
 
 
 def test_subject_order_and_counts_are_written_and_read(tmp_path):
-    write_labelled_set(str(tmp_path / "s"), _tiny_set(["z", "z", "y", "x"], ["z", "x", "y"]))
+    write_labelled_set(str(tmp_path / "s"), _tiny_set(["z", "z", "y", "x"], ["z", "y", "x"]))
     info = _info(tmp_path / "s")
-    assert info["subjects"] == ["z", "x", "y"]
-    assert info["counts"] == {"classes": {"a": 2, "b": 2}, "subjects": {"z": 2, "x": 1, "y": 1}}
+    assert info["subjects"] == ["z", "y", "x"]
+    assert info["counts"] == {"classes": {"a": 2, "b": 2}, "subjects": {"z": 2, "y": 1, "x": 1}}
+    assert list(info["counts"]["subjects"]) == info["subjects"]
     labelled = read_labelled_set(str(tmp_path / "s"))
-    assert labelled.subject_order == ["z", "x", "y"]
-    assert labelled.subset(labelled.subjects != "x").subject_order == ["z", "y"]
+    assert labelled.subject_order == ["z", "y", "x"]
+    assert labelled.subset(labelled.subjects != "y").subject_order == ["z", "x"]
 
 
 def test_a_set_without_subject_order_still_reads(tmp_path):
@@ -74,7 +75,14 @@ def test_a_set_without_subject_order_still_reads(tmp_path):
 @pytest.mark.parametrize("order", [["a"], ["a", "b", "b"], ["a", "b", "c"]])
 def test_a_subject_order_must_name_each_subject_once(tmp_path, order):
     with pytest.raises(ValueError, match="subject order"):
-        write_labelled_set(str(tmp_path / "s"), _tiny_set(["a", "b"], order))
+        write_labelled_set(str(tmp_path / "s"), _tiny_set(["a", "b", "a"], order))
+
+
+def test_rows_are_written_in_the_subject_order(tmp_path):
+    write_labelled_set(str(tmp_path / "s"), _tiny_set(["a", "b", "a"], ["b", "a"]))
+    labelled = read_labelled_set(str(tmp_path / "s"))
+    assert labelled.subjects.tolist() == ["b", "a", "a"]
+    assert labelled.times_ms.tolist() == [1000, 0, 2000]
 
 
 def test_resize_keeps_the_ends_and_interpolates_linearly():
@@ -150,6 +158,7 @@ def test_wisdm_real_files_give_the_papers_set(tmp_path):
     assert set(labelled.subjects) == set(labelled.subject_order)
     info = _info(tmp_path / "wisdm")
     assert sum(info["counts"]["subjects"].values()) == 26_133
+    assert info["batch_size"] == 500
     assert list(info["counts"]["subjects"]) == info["subjects"]
     assert summary.dropped["subjects left out as in the paper"] == 3  # 1637, 1639 not here
     assert labelled.windows.shape[1:] == (3, 300)
@@ -194,7 +203,9 @@ def test_adl_windows_subjects_classes_and_units(tmp_path):
     assert summary.dropped["files not named Accelerometer-<time>-<activity>-<subject>.txt"] == 1
 
     labelled = read_labelled_set(str(tmp_path / "adl"))
+    # the paper's subject order, not the folders': windows of f1, then m1, then m4
     assert labelled.subject_order == [pseudonymise(s) for s in ("f1", "m1", "m4")]
+    assert labelled.batch_size == 50
     assert labelled.windows.shape == (8, 3, 300)
     # codes 42, 21, 63 -> 0.5, -0.5, 1.5 g
     np.testing.assert_allclose(labelled.windows.mean(axis=2), [[0.5, -0.5, 1.5]] * 8, atol=1e-6)

@@ -80,10 +80,18 @@ def resize_windows(windows: np.ndarray, length: int) -> np.ndarray:
 
 
 def write_recipe_set(
-    out: str, name: str, window_seconds: int, label_names: list[str], part: RecipeWindows
+    out: str,
+    name: str,
+    window_seconds: int,
+    label_names: list[str],
+    batch_size: int,
+    part: RecipeWindows,
 ) -> RecipeSummary:
     """Pseudonymise the subjects, write the labelled set atomically, and summarise it.
-    The classes keep the order of ``label_names``; a class without windows is left out."""
+
+    The set states the source's subject order (its rows are written in it, so folds
+    follow it); the classes keep the order of ``label_names``, leaving out a class
+    without windows; ``batch_size`` is the paper's batch size for the set's networks."""
     if len(part.labels) == 0:
         raise ValueError(f"{name}: no window was left to write (dropped: {part.dropped})")
     expected = window_seconds * SAMPLE_RATE_HZ
@@ -106,6 +114,7 @@ def write_recipe_set(
         labels=np.array([index[label] for label in part.labels], dtype=np.int64),
         subjects=np.array([pseudonyms[raw] for raw in part.subjects], dtype=object),
         times_ms=np.asarray(part.times_ms, dtype=np.int64),
+        batch_size=batch_size,
         subject_order=[pseudonyms[raw] for raw in part.subject_order],
     )
     write_labelled_set(out, labelled)
