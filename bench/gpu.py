@@ -194,7 +194,8 @@ def measure_end_to_end(data: RealWindows, size: GpuSize, device: torch.device) -
 def pretrain(
     data: RealWindows, size: GpuSize, device: torch.device, seconds: float, out: Path
 ) -> dict:
-    """The paper's recipe for a wall-clock budget; the best held-out epoch is saved."""
+    """The paper's recipe for a wall-clock budget (at least one epoch); the best held-out
+    epoch is saved."""
     torch.manual_seed(0)
     model = harnet(WINDOW_SECONDS).to(device)
     batch = size.subjects_per_batch * size.windows_per_subject
@@ -209,7 +210,7 @@ def pretrain(
     generator = torch.Generator(device=device).manual_seed(4)
     history, best, step, stale = [], {"val_loss": math.inf}, 0, 0
     started = time.perf_counter()
-    while time.perf_counter() - started < seconds and stale < PAPER_PATIENCE:
+    while not history or (time.perf_counter() - started < seconds and stale < PAPER_PATIENCE):
         epoch_started, seen = time.perf_counter(), 0
         train_loss = torch.zeros((), device=device)
         for _ in range(steps_per_epoch):

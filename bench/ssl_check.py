@@ -27,7 +27,7 @@ import torch
 
 from wearssl.config.evaluate import Protocol
 from wearssl.data.labelled_set import LabelledSet, read_labelled_set
-from wearssl.downstream.evaluate import evaluation_folds
+from wearssl.downstream.datasets import evaluation_folds
 from wearssl.downstream.linear_probe import FEATURE_BATCH_WINDOWS, fit_probe, frozen_features
 from wearssl.downstream.metrics import per_subject_scores, summarise
 from wearssl.models.harnet import harnet, save_checkpoint
@@ -44,7 +44,7 @@ def probe_scores(data: LabelledSet, weights: Path, protocol: Protocol, arm: str)
     features = frozen_features(weights, data.windows, data.window_seconds, FEATURE_BATCH_WINDOWS)
     labels = list(range(len(data.label_names)))
     frames = []
-    for fold in evaluation_folds(data, protocol):
+    for fold in evaluation_folds(data.subjects, protocol):
         probabilities, _ = fit_probe(features, data.labels, fold, seed=0, n_classes=len(labels))
         scores = per_subject_scores(
             data.labels[fold.test], probabilities.argmax(1), data.subjects[fold.test], labels

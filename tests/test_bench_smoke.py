@@ -189,3 +189,44 @@ def test_read_task_cpu_time_is_parsed_from_ray_data_stats():
     )
     assert pipeline.read_task_cpu_seconds(stats) == pytest.approx(1.5)
     assert pipeline.read_task_cpu_seconds("no operators here") is None
+
+
+def test_ssl_check_compares_pretrained_and_random_features(tmp_path: Path):
+    """The linear-probe check end to end on a tiny set: both rows, their difference."""
+    import json
+    import subprocess
+
+    from wearssl.data.labelled_set import write_labelled_set
+    from wearssl.data.synthetic import synthetic_labelled_set
+    from wearssl.models.harnet import harnet, save_checkpoint
+
+    labelled = synthetic_labelled_set(4, seed=0, window_seconds=10, minutes_per_activity=0.2)
+    write_labelled_set(str(tmp_path / "set"), labelled)
+    torch.manual_seed(3)
+    save_checkpoint(tmp_path / "model.pt", harnet(10), window_seconds=10)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "ssl_check.py"),
+            "--set",
+            str(tmp_path / "set"),
+            "--pretrained",
+            str(tmp_path / "model.pt"),
+            "--out",
+            str(tmp_path / "out"),
+            "--max-folds",
+            "1",
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "out" / "ssl_check.json").read_text())
+    assert result["folds"] == 1
+    for features in ("pretrained", "random"):
+        assert 0.0 <= result[features]["f1_mean"] <= 1.0
+    assert result["difference_f1"] == pytest.approx(
+        result["pretrained"]["f1_mean"] - result["random"]["f1_mean"]
+    )
+    assert "difference in macro F1" in done.stdout
