@@ -1,14 +1,8 @@
-"""Predict activities on many raw recordings on Ray, one task per file.
-
-``python jobs/predict.py RECORDING... --model MODEL --out DIR [--no-hmm] [--collate]``
-(``--help`` lists every option; docs/predict.md describes the outputs).
-"""
-
-from __future__ import annotations
+"""``python jobs/predict.py ARGS``: ``wearssl predict ARGS`` on Ray, one task per file."""
 
 import sys
 
-from wearssl.predict.recordings import predict_parser, run_predict
+from wearssl.commands.predict import main_on_ray
 
 if __name__ == "__main__":
-    sys.exit(run_predict(predict_parser(distributed=True).parse_args(), distributed=True))
+    raise SystemExit(main_on_ray(sys.argv[1:]))

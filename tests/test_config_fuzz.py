@@ -14,7 +14,6 @@ import importlib.util
 import io
 import json
 import pkgutil
-import sys
 import types
 import typing
 from collections.abc import Iterator, Sequence
@@ -29,7 +28,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 import wearssl.config
-from wearssl.cli import EXIT_USAGE, run_job
+from wearssl.cli import EXIT_USAGE, main, run_job
 from wearssl.config import ConfigError, StrictModel, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -352,35 +351,30 @@ def test_run_job_runs_the_job_with_the_validated_config(
     assert isinstance(seen[0], schema) and seen[0].name == "fuzzed"
 
 
-@pytest.fixture(scope="module")
-def pretrain_job() -> types.ModuleType:
-    """``jobs/pretrain.py`` loaded as a module, so its ``main()`` runs in-process."""
-    spec = importlib.util.spec_from_file_location("pretrain_job", REPO / "jobs" / "pretrain.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_main(module: types.ModuleType, argv: list[str]) -> tuple[int, str, list[Any]]:
-    """Run ``main()`` on ``argv`` with training replaced: (exit code, stderr, configs seen)."""
+def run_main(argv: list[str]) -> tuple[int, str, list[Any]]:
+    """``wearssl pretrain ARGV`` (what ``jobs/pretrain.py`` runs) with training replaced:
+    (exit code, stderr, configs seen)."""
     seen: list[Any] = []
     stderr = io.StringIO()
     with (
-        mock.patch.object(sys, "argv", ["pretrain.py", *argv]),
-        mock.patch.object(module, "run_pretraining", recording_job(seen)),
+        mock.patch("wearssl.pretrain.train.run_pretraining", recording_job(seen)),
         contextlib.redirect_stderr(stderr),
         contextlib.redirect_stdout(io.StringIO()),
     ):
         try:
-            code = module.main()
+            code = main(["pretrain", *argv])
         except SystemExit as exit_:
             code = exit_.code
     return code, stderr.getvalue(), seen
 
 
-def asks_for_help(item: str) -> bool:
-    """``-h``, ``-hx`` or an abbreviation of ``--help``: argparse prints help and exits 0."""
-    return item.startswith("-h") or (len(item) >= 3 and "--help".startswith(item))
+def ends_before_running(item: str) -> bool:
+    """``-h``, ``-hx`` or an abbreviation of ``--help`` or ``--print-config``: the job
+    prints its help or config and exits 0 without running."""
+    abbreviates = len(item) >= 3 and (
+        "--help".startswith(item) or "--print-config".startswith(item)
+    )
+    return item.startswith("-h") or abbreviates
 
 
 argv_items = (
@@ -392,11 +386,9 @@ argv_items = (
 
 @FUZZ
 @given(argv=st.lists(argv_items, max_size=5))
-def test_the_pretrain_entry_point_exits_0_or_2_on_any_command_line(
-    pretrain_job: types.ModuleType, argv: list[str]
-) -> None:
-    argv = [a for a in argv if not asks_for_help(a)]
-    code, stderr, seen = run_main(pretrain_job, argv)
+def test_the_pretrain_entry_point_exits_0_or_2_on_any_command_line(argv: list[str]) -> None:
+    argv = [a for a in argv if not ends_before_running(a)]
+    code, stderr, seen = run_main(argv)
     assert code in (0, EXIT_USAGE), stderr
     assert (code == 0) == (len(seen) == 1)
     assert "Traceback" not in stderr
@@ -413,16 +405,12 @@ def test_the_pretrain_entry_point_exits_0_or_2_on_any_command_line(
         ("optim=3", "optim"),
     ],
 )
-def test_the_pretrain_entry_point_names_the_bad_key(
-    pretrain_job: types.ModuleType, override: str, key: str
-) -> None:
-    code, stderr, seen = run_main(pretrain_job, [override])
+def test_the_pretrain_entry_point_names_the_bad_key(override: str, key: str) -> None:
+    code, stderr, seen = run_main([override])
     assert code == EXIT_USAGE and seen == []
     assert key in stderr and stderr.count("\n") == 1
 
 
-def test_the_pretrain_entry_point_runs_the_quickstart_config(
-    pretrain_job: types.ModuleType,
-) -> None:
-    code, _, seen = run_main(pretrain_job, ["optim.epochs=2"])
+def test_the_pretrain_entry_point_runs_the_quickstart_config() -> None:
+    code, _, seen = run_main(["optim.epochs=2"])
     assert code == 0 and seen[0].optim.epochs == 2

@@ -1,21 +1,31 @@
-"""Shared command-line plumbing for the jobs: config loading, clear errors, exit codes."""
+"""The ``wearssl`` command, one front door to every job (``wearssl <job> --help``), and
+the plumbing its jobs share: config loading, clear errors, exit codes.
+
+Nothing here or in :mod:`wearssl.commands` imports Ray, torch, MLflow or pandas before the
+arguments are parsed; each job imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+import wearssl
 from wearssl.config import ConfigError, load_config
-from wearssl.data.corpus import CorpusError
-from wearssl.infra.ray_runtime import QUIET_ENV, ResourcePlanError
-from wearssl.infra.tracking import TrackingUnavailableError
-from wearssl.models.harnet import CheckpointError
-from wearssl.pretrain.train import PretrainingFault
+from wearssl.errors import (
+    CheckpointError,
+    CorpusError,
+    PretrainingFault,
+    ResourcePlanError,
+    TrackingUnavailableError,
+)
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
@@ -69,6 +79,8 @@ def run_job(
     job: Callable[[Schema], Any],
 ) -> int:
     """Load and validate the config, run the job, turn user errors into one clear line."""
+    from wearssl.infra.ray_runtime import QUIET_ENV
+
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     try:
@@ -86,39 +98,42 @@ def run_job(
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The ``wearssl`` console command.
+def package_version() -> str:
+    try:
+        return metadata.version("wearssl")
+    except metadata.PackageNotFoundError:
+        return wearssl.__version__
 
-    ``wearssl predict RECORDING... --model MODEL [--out DIR] [--no-hmm]`` predicts a few
-    files in this process (``jobs/predict.py`` runs thousands on Ray);
-    ``wearssl collate DIR... --out FILE`` merges prediction folders' daily, Info, hourly
-    and bouts tables.
-    """
-    import argparse
 
-    from wearssl.predict.recordings import (
-        EPILOG,
-        add_collate_arguments,
-        add_predict_arguments,
-        run_collate,
-        run_predict,
+def build_parser() -> argparse.ArgumentParser:
+    """``wearssl`` and one subcommand per job of :data:`wearssl.commands.COMMANDS`."""
+    from wearssl.commands import COMMANDS
+
+    parser = argparse.ArgumentParser(
+        prog="wearssl",
+        description="Self-supervised activity recognition on wrist accelerometry: "
+        "every job, from a synthetic corpus to predictions. 'wearssl JOB --help' tells more.",
     )
-
-    parser = argparse.ArgumentParser(prog="wearssl", description=main.__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    predict = commands.add_parser(
-        "predict",
-        help="predict activities on recordings with a fine-tuned model",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_predict_arguments(predict, distributed=False)
-    add_collate_arguments(
-        commands.add_parser(
-            "collate", help="merge the daily, Info, hourly and bouts tables of prediction folders"
+    parser.add_argument("--version", action="version", version=f"wearssl {package_version()}")
+    jobs = parser.add_subparsers(dest="command", required=True, metavar="JOB")
+    for command in COMMANDS:
+        job = jobs.add_parser(
+            command.name,
+            help=command.summary,
+            description=command.description,
+            epilog=command.epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-    )
-    args = parser.parse_args(argv)
-    if args.command == "predict":
-        return run_predict(args, distributed=False)
-    return run_collate(args)
+        command.add_arguments(job)
+        job.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``wearssl`` console command; ``jobs/X.py`` runs ``main(["X", ...])``."""
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -12,9 +12,10 @@ The roots are those of the validating process, unless the validation context nam
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args
 
 import yaml
 from pydantic import (
@@ -147,12 +148,38 @@ def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def describe_errors(err: ValidationError, source: str) -> str:
+def model_types(annotation: Any) -> list[type[BaseModel]]:
+    """The config sections an annotation holds (``Section``, ``Section | None``, ...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in model_types(arg)]
+
+
+def dotted_keys(schema: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every key ``schema`` accepts, dotted (``optim.lr``), sections included."""
+    keys = []
+    for name, field in schema.model_fields.items():
+        keys.append(f"{prefix}{name}")
+        for section in model_types(field.annotation):
+            keys.extend(dotted_keys(section, f"{prefix}{name}."))
+    return keys
+
+
+def suggestion(key: str, valid_keys: Sequence[str]) -> str:
+    """`` (did you mean 'optim.lr'?)`` for the valid key nearest ``key``, else ``""``."""
+    nearest = difflib.get_close_matches(key, valid_keys, n=1)
+    return f" (did you mean '{nearest[0]}'?)" if nearest else ""
+
+
+def describe_errors(
+    err: ValidationError, source: str, schema: type[BaseModel] | None = None
+) -> str:
     lines = []
+    valid_keys = dotted_keys(schema) if schema is not None else []
     for item in err.errors():
         key = ".".join(str(p) for p in item["loc"]) or "<root>"
         if item["type"] == "extra_forbidden":
-            lines.append(f"unknown key '{key}'")
+            lines.append(f"unknown key '{key}'{suggestion(key, valid_keys)}")
         else:
             got = item.get("input")
             shown = "" if isinstance(got, Mapping) else f" (got {got!r})"
@@ -197,7 +224,7 @@ def validate_config(
     try:
         return schema.model_validate(data, context=roots_context(roots))
     except ValidationError as err:
-        raise ConfigError(describe_errors(err, source)) from None
+        raise ConfigError(describe_errors(err, source, schema)) from None
 
 
 def roots_context(roots: Sequence[str] | None) -> dict[str, Any]:

@@ -48,6 +48,8 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from wearssl.errors import CorpusError as CorpusError
+
 SAMPLE_RATE_HZ = 30
 WINDOW_SECONDS = 10  # a corpus row's window; other lengths: wearssl.config.vocabulary
 
@@ -72,11 +74,6 @@ CORPUS_VERSION = 2
 LIST_LAYOUT_VERSION = 1
 """The version whose ``window`` is a fixed-size list of values (newer: one binary value)."""
 FORMAT_METADATA_KEY = b"window_format"
-
-
-class CorpusError(ValueError):
-    """A corpus that cannot be read as one: unreadable files, corrupt values, a version
-    this wearssl does not read. The message names the file (and subject where known)."""
 
 
 class WindowFormat(str, Enum):

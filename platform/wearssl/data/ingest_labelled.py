@@ -44,6 +44,7 @@ import pandas as pd
 import scipy.signal
 import yaml
 
+from wearssl.data import SUBJECT_SOURCES as SUBJECT_SOURCES
 from wearssl.data.corpus import SAMPLE_RATE_HZ
 from wearssl.data.devices import (
     NS_PER_SECOND,
@@ -60,7 +61,6 @@ from wearssl.data.preprocess import gap_intervals, overlaps, resample_windows, w
 from wearssl.data.privacy import pseudonymise
 
 ARRAY_FILES = ("X.npy", "Y.npy", "pid.npy")
-SUBJECT_SOURCES = ("file", "folder")
 NULL_LABELS = {"", "null", "none", "~"}
 _BATCH_WINDOWS = 4096
 

@@ -17,13 +17,11 @@ from dataclasses import dataclass
 
 import ray
 
+from wearssl.errors import ResourcePlanError as ResourcePlanError
+
 log = logging.getLogger(__name__)
 
 QUIET_ENV = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
-
-
-class ResourcePlanError(ValueError):
-    """A configuration that cannot run on the cluster it sees."""
 
 
 @dataclass(frozen=True)

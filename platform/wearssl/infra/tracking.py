@@ -32,6 +32,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from wearssl.config import ConfigError
+from wearssl.errors import TrackingUnavailableError as TrackingUnavailableError
 from wearssl.infra.git import git_commit as git_commit  # provenance tag of every run
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,6 @@ HTTP_LIMITS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
 }
 REACHABLE_TIMEOUT_S = 5.0
-
-
-class TrackingUnavailableError(RuntimeError):
-    """The MLflow tracking server does not answer when a job starts."""
 
 
 def default_store(base: str | Path = ".") -> tuple[str, str]:

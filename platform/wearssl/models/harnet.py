@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from wearssl.config.vocabulary import WINDOW_LENGTHS
 from wearssl.data.corpus import window_samples
+from wearssl.errors import CheckpointError as CheckpointError
 from wearssl.infra.files import write_atomically
 
 TASK_HEADS: dict[str, str] = {
@@ -48,10 +49,6 @@ _RESERVED_CHECKPOINT_KEYS = frozenset(
     {"format", "version", "window_seconds", "n_classes", "labels", "state_dict"}
 )
 _SHOWN_KEYS = 5
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, or does not fit the model asked for."""
 
 
 class StageSpec(NamedTuple):

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from wearssl.predict import COLLATED_NAME as COLLATED_NAME
 from wearssl.predict.outputs import (
     BOUTS_SUFFIX,
     DAILY_SUFFIX,
@@ -20,7 +21,6 @@ from wearssl.predict.outputs import (
 )
 from wearssl.predict.summary import DAY_FLAGS
 
-COLLATED_NAME = "collated-Daily.csv"
 LEGACY_DAILY_SUFFIX = "-dailySummary.csv"
 LEGACY_INFO_SUFFIX = "-info.json"
 """Names of the daily summary and info file written before the -Daily.csv / -Info.json

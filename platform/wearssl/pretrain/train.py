@@ -44,6 +44,7 @@ from wearssl.config import ConfigError, flatten
 from wearssl.config.pretrain import PretrainConfig
 from wearssl.data import corpus
 from wearssl.data import sampler as epochs
+from wearssl.errors import PretrainingFault as PretrainingFault
 from wearssl.infra import ray_runtime as runtime
 from wearssl.infra import tracking
 from wearssl.models.export import PRETRAINED_FILE as MODEL_FILE
@@ -77,11 +78,6 @@ WORKER_MLFLOW_SETTINGS = (
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER",
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
 )
-
-
-class PretrainingFault(RuntimeError):
-    """Training stopped on a fault that a retry would meet again (non-finite loss, an epoch
-    without an optimiser step, an unreadable or corrupt corpus file)."""
 
 
 @dataclass

@@ -30,6 +30,7 @@ import pandas as pd
 
 from wearssl.data.devices import CsvColumns
 from wearssl.data.ingest_labelled import LabelledOptions, windows_from_csv
+from wearssl.data.recipes import CAPTURE24_DEFAULT_SCHEME
 from wearssl.data.recipes.common import (
     Progress,
     RecipeSummary,
@@ -41,7 +42,7 @@ from wearssl.data.recipes.common import (
 DICTIONARY = "annotation-label-dictionary.csv"
 ANNOTATION = "annotation"
 SCHEME_PREFIX = "label:"
-DEFAULT_SCHEME = "label:Walmsley2020"
+DEFAULT_SCHEME = CAPTURE24_DEFAULT_SCHEME
 WINDOW_SECONDS = 10
 BATCH_SIZE = 1000  # the reference setup's batch for this set
 FILE_NAME = re.compile(r"(P\d+)\.csv(\.gz)?$")
