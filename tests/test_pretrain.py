@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import pickle
 import uuid
 
@@ -96,15 +95,16 @@ def test_a_worker_gets_its_cpu_share_rounded_up_as_torch_threads(cpus_per_worker
     assert plan.torch_threads == threads
 
 
-def test_the_train_loop_config_holds_mlflow_settings_but_no_credentials(tmp_path, monkeypatch):
+def test_the_train_loop_config_holds_mlflow_settings_but_no_credentials(tmp_path):
+    """Only the worker settings of the environment given pass (an explicit one: earlier
+    jobs in this process may have set MLflow's retry defaults in ``os.environ``)."""
     planted = uuid.uuid4().hex
-    for name in CREDENTIALS:
-        monkeypatch.setenv(name, f"{name.lower()}-{planted}")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    environ = {name: f"{name.lower()}-{planted}" for name in CREDENTIALS}
+    environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "5"
     cfg = load_config(PretrainConfig, None, [f"runtime.storage_path={tmp_path}"])
     plan = ResourcePlan(num_workers=2, cpus_per_worker=1.0, data_cpus=1.0, use_gpu=False)
     uri = "http://127.0.0.1:5000"
-    config = train_loop_config(cfg, plan, str(tmp_path), {}, None, "run", uri, os.environ)
+    config = train_loop_config(cfg, plan, str(tmp_path), {}, None, "run", uri, environ)
     assert planted.encode() not in pickle.dumps(config)
     assert config["mlflow_env"] == {"MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
     assert config["tracking_uri"] == uri
