@@ -450,3 +450,20 @@ def test_predict_usage_errors_are_one_line(tmp_path, capsys, case):
     assert status == EXIT_USAGE
     err = capsys.readouterr().err
     assert ("existing file" if case == "out is a file" else "no recordings found") in err
+
+
+def test_an_evaluation_trial_run_that_fails_while_logging_ends_failed(sqlite_tracking):
+    """A child run whose logging breaks half-way is FAILED, never left RUNNING."""
+    import mlflow
+
+    from wearssl.downstream.evaluate import EXPERIMENT, log_trial_run
+    from wearssl.infra import tracking
+
+    client = mlflow.MlflowClient(tracking_uri=sqlite_tracking)
+    experiment = tracking.experiment_id(EXPERIMENT, sqlite_tracking)
+    parent = client.create_run(experiment).info.run_id
+    record = {"key": "d/forest/f0/s0", "arm": "forest", "dataset": "d", "fold": "f0"}
+    with pytest.raises(KeyError):
+        log_trial_run(client, experiment, parent, record, sqlite_tracking)
+    runs = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
+    assert [run.info.status for run in runs] == ["FAILED"]

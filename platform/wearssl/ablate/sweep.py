@@ -70,7 +70,7 @@ from wearssl.config.pretrain import PretrainConfig
 from wearssl.config.roots import default_roots
 from wearssl.data import corpus
 from wearssl.downstream.datasets import dataset_digest, file_digest
-from wearssl.downstream.tune_run import TrialsFailed, TuneSettings, experiment_name
+from wearssl.downstream.tune_run import TuneSettings, experiment_name
 from wearssl.infra import ray_runtime as runtime
 from wearssl.infra import tracking
 from wearssl.infra.files import storage_location
@@ -235,37 +235,38 @@ def run_ablation(cfg: AblateConfig) -> AblationResult:
         what="sweep",
         max_failures=cfg.resources.max_failures,
     )
-    try:
+    with tracking.run_outcome(parent, uri):
         run_sweep_trials(specs, context, settings)
-    except TrialsFailed:
-        client.set_terminated(parent, "FAILED")
-        raise
-    records = [
-        json.loads((trial_folder(sweep_dir, spec.stem) / RECORD_FILE).read_text()) for spec in specs
-    ]
-    results_dir = sweep_dir / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
-    trials = trials_table(records, cfg.sweep.kind, sweep_dir)
-    scores = scores_table(records, cfg.sweep.kind, sweep_dir)
-    summary = sweep_summary(scores)
-    trials.to_csv(results_dir / "trials.csv", index=False)
-    scores.to_csv(results_dir / "scores.csv", index=False)
-    summary.to_csv(results_dir / "summary.csv", index=False)
-    plot = plot_sweep(summary, cfg, results_dir / "f1.png")
-    wall_s = time.time() - started
-    markdown = summary_markdown(cfg, summary, trials, wall_s, plot)
-    (results_dir / "summary.md").write_text(markdown)
-    per_trial = trials.drop_duplicates("trial")
-    intervals = list(zip(per_trial["started_at"], per_trial["finished_at"], strict=True))
-    log_sweep_results(
-        client,
-        parent,
-        cfg,
-        summary,
-        results_dir,
-        {"trials": len(records), "max_concurrent_trials": max_overlap(intervals), "wall_s": wall_s},
-    )
-    client.set_terminated(parent, "FINISHED")
+        records = [
+            json.loads((trial_folder(sweep_dir, spec.stem) / RECORD_FILE).read_text())
+            for spec in specs
+        ]
+        results_dir = sweep_dir / "results"
+        results_dir.mkdir(parents=True, exist_ok=True)
+        trials = trials_table(records, cfg.sweep.kind, sweep_dir)
+        scores = scores_table(records, cfg.sweep.kind, sweep_dir)
+        summary = sweep_summary(scores)
+        trials.to_csv(results_dir / "trials.csv", index=False)
+        scores.to_csv(results_dir / "scores.csv", index=False)
+        summary.to_csv(results_dir / "summary.csv", index=False)
+        plot = plot_sweep(summary, cfg, results_dir / "f1.png")
+        wall_s = time.time() - started
+        markdown = summary_markdown(cfg, summary, trials, wall_s, plot)
+        (results_dir / "summary.md").write_text(markdown)
+        per_trial = trials.drop_duplicates("trial")
+        intervals = list(zip(per_trial["started_at"], per_trial["finished_at"], strict=True))
+        log_sweep_results(
+            client,
+            parent,
+            cfg,
+            summary,
+            results_dir,
+            {
+                "trials": len(records),
+                "max_concurrent_trials": max_overlap(intervals),
+                "wall_s": wall_s,
+            },
+        )
     return AblationResult(
         sweep_dir=sweep_dir,
         tracking_uri=uri,

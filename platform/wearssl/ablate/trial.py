@@ -33,6 +33,7 @@ from wearssl.ablate.points import AblationTrial, value_label
 from wearssl.ablate.pretraining import PretrainPlan, pretrain_stage, trial_pretrain_config
 from wearssl.config import flatten
 from wearssl.downstream.tune_run import TuneSettings, run_trials
+from wearssl.infra import tracking
 from wearssl.infra.files import add_marker, write_json
 from wearssl.infra.mlflow_runs import RUN_RECORD, finite, log_params, record_run, recorded_run
 
@@ -134,7 +135,7 @@ def sweep_trial(spec: AblationTrial, context: SweepContext, evaluate: Evaluate) 
     started = time.time()
     client = mlflow.MlflowClient(tracking_uri=context.tracking_uri)
     run_id = child_run(client, context, spec, folder)
-    try:
+    with tracking.run_outcome(run_id, context.tracking_uri):
         pretrain = None
         init = context.init
         if spec.pretrain is not None:
@@ -143,25 +144,21 @@ def sweep_trial(spec: AblationTrial, context: SweepContext, evaluate: Evaluate) 
         eval_started = time.time()
         scores = evaluate(context.evaluation, spec, init)
         summary = score_summary(scores)
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
-    scores.to_csv(folder / SCORES_FILE, index=False)
-    record = {
-        **spec.labels(),
-        "run_id": run_id,
-        "pretrain": pretrain,
-        "started_at": started,
-        "eval_wall_s": time.time() - eval_started,
-        "finished_at": time.time(),
-        "summary": summary[["dataset", "arm", "n_subjects", *SCORE_SUMMARY]].to_dict("records"),
-    }
-    metrics = trial_metrics(record)
-    now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
-    if pretrain:
-        client.set_tag(run_id, "pretrain_run_id", pretrain["run_id"])
-    client.set_terminated(run_id, "FINISHED")
+        scores.to_csv(folder / SCORES_FILE, index=False)
+        record = {
+            **spec.labels(),
+            "run_id": run_id,
+            "pretrain": pretrain,
+            "started_at": started,
+            "eval_wall_s": time.time() - eval_started,
+            "finished_at": time.time(),
+            "summary": summary[["dataset", "arm", "n_subjects", *SCORE_SUMMARY]].to_dict("records"),
+        }
+        metrics = trial_metrics(record)
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+        if pretrain:
+            client.set_tag(run_id, "pretrain_run_id", pretrain["run_id"])
     write_json(record_path, record)
     tune.report(metrics)
 

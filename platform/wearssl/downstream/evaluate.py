@@ -190,7 +190,7 @@ def plan_trials(cfg: EvaluateConfig, inputs: Inputs) -> list[TrialSpec]:
 
 
 def log_trial_run(
-    client: mlflow.MlflowClient, experiment: str, parent: str, record: dict[str, Any]
+    client: mlflow.MlflowClient, experiment: str, parent: str, record: dict[str, Any], uri: str
 ) -> str:
     """A child run per trial: params = the trial's place in the plan, metrics = its mean
     scores plus the per-epoch losses."""
@@ -199,19 +199,19 @@ def log_trial_run(
         run_name=record["key"],
         tags={"mlflow.parentRunId": parent, "trial": record["key"], "arm": record["arm"]},
     ).info.run_id
-    log_params(
-        client, run_id, {k: record[k] for k in ("dataset", "arm", "fold", "fold_index", "seed")}
-    )
-    now = int(time.time() * 1000)
-    scalars = {k: record[k] for k in TRIAL_METRICS}
-    scalars["wall_s"] = record["finished_at"] - record["started_at"]
-    metrics = [Metric(k, float(v), now, 0) for k, v in scalars.items() if finite(v)]
-    for epoch in record["history"]:
-        for k in ("train_loss", "val_loss"):
-            if finite(epoch[k]):
-                metrics.append(Metric(f"epoch_{k}", float(epoch[k]), now, int(epoch["epoch"])))
-    log_metrics(client, run_id, metrics)
-    client.set_terminated(run_id, "FINISHED")
+    with tracking.run_outcome(run_id, uri):
+        log_params(
+            client, run_id, {k: record[k] for k in ("dataset", "arm", "fold", "fold_index", "seed")}
+        )
+        now = int(time.time() * 1000)
+        scalars = {k: record[k] for k in TRIAL_METRICS}
+        scalars["wall_s"] = record["finished_at"] - record["started_at"]
+        metrics = [Metric(k, float(v), now, 0) for k, v in scalars.items() if finite(v)]
+        for epoch in record["history"]:
+            for k in ("train_loss", "val_loss"):
+                if finite(epoch[k]):
+                    metrics.append(Metric(f"epoch_{k}", float(epoch[k]), now, int(epoch["epoch"])))
+        log_metrics(client, run_id, metrics)
     return run_id
 
 
@@ -259,41 +259,41 @@ def finish_dataset(
     parent = client.create_run(
         experiment, run_name=f"{cfg.name}/{name}", tags={**tags, "dataset": name}
     ).info.run_id
-    log_params(
-        client,
-        parent,
-        {
-            **flatten(cfg),
-            "dataset.name": name,
-            "dataset.windows": len(data.labels),
-            "dataset.subjects": len(np.unique(data.subjects)),
-            "dataset.window_seconds": data.window_seconds,
-        },
-    )
-    children = [
-        log_trial_run(client, experiment, parent, r.record)
-        for r in runs
-        if r.record["dataset"] == name
-    ]
-    now = int(time.time() * 1000)
-    arm_metrics = [
-        Metric(f"{row.arm}.{m}", float(getattr(row, m)), now, 0)
-        for row in summary[summary["dataset"] == name].itertuples()
-        for m in ARM_METRICS
-        if finite(getattr(row, m))
-    ]
-    log_metrics(client, parent, arm_metrics)
-    client.log_artifacts(parent, str(output / "results"), artifact_path="results")
-    if plots:
-        client.log_artifacts(parent, str(plot_dir), artifact_path="plots")
-    client.log_artifacts(parent, str(output / "trials" / name), artifact_path="predictions")
-    log_config(client, parent, cfg)
-    if exported is not None:
-        registered = cfg.export.registered_model
-        register_export(
-            exported, parent, registered.format(dataset=name) if registered else None, uri
+    with tracking.run_outcome(parent, uri):
+        log_params(
+            client,
+            parent,
+            {
+                **flatten(cfg),
+                "dataset.name": name,
+                "dataset.windows": len(data.labels),
+                "dataset.subjects": len(np.unique(data.subjects)),
+                "dataset.window_seconds": data.window_seconds,
+            },
         )
-    client.set_terminated(parent, "FINISHED")
+        children = [
+            log_trial_run(client, experiment, parent, r.record, uri)
+            for r in runs
+            if r.record["dataset"] == name
+        ]
+        now = int(time.time() * 1000)
+        arm_metrics = [
+            Metric(f"{row.arm}.{m}", float(getattr(row, m)), now, 0)
+            for row in summary[summary["dataset"] == name].itertuples()
+            for m in ARM_METRICS
+            if finite(getattr(row, m))
+        ]
+        log_metrics(client, parent, arm_metrics)
+        client.log_artifacts(parent, str(output / "results"), artifact_path="results")
+        if plots:
+            client.log_artifacts(parent, str(plot_dir), artifact_path="plots")
+        client.log_artifacts(parent, str(output / "trials" / name), artifact_path="predictions")
+        log_config(client, parent, cfg)
+        if exported is not None:
+            registered = cfg.export.registered_model
+            register_export(
+                exported, parent, registered.format(dataset=name) if registered else None, uri
+            )
     return DatasetOutcome(name, parent, children, plots, exported)
 
 
