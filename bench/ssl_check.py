@@ -18,10 +18,12 @@ difference; writes ``OUT/ssl_check.json``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -39,9 +41,23 @@ def random_checkpoint(window_seconds: int, seed: int, out: Path) -> Path:
     return out
 
 
-def probe_scores(data: LabelledSet, weights: Path, protocol: Protocol, arm: str) -> pd.DataFrame:
-    """Per-test-subject scores of the probe on ``weights``' features, every fold."""
+def cached_features(data: LabelledSet, weights: Path, out: Path) -> np.ndarray:
+    """The frozen features of every window, kept in ``out`` under the weights' digest so
+    that a rerun (more folds, another seed of the probe) does not compute them again."""
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    path = out / f"features-{data.name}-{digest}.npy"
+    if path.exists():
+        return np.load(path)
     features = frozen_features(weights, data.windows, data.window_seconds, FEATURE_BATCH_WINDOWS)
+    np.save(path, features)
+    return features
+
+
+def probe_scores(
+    data: LabelledSet, weights: Path, protocol: Protocol, arm: str, out: Path
+) -> pd.DataFrame:
+    """Per-test-subject scores of the probe on ``weights``' features, every fold."""
+    features = cached_features(data, weights, out)
     labels = list(range(len(data.label_names)))
     frames = []
     for fold in evaluation_folds(data.subjects, protocol):
@@ -68,8 +84,8 @@ def main() -> int:
     random = random_checkpoint(data.window_seconds, args.seed, args.out / "random.pt")
     scores = pd.concat(
         [
-            probe_scores(data, args.pretrained, protocol, "pretrained"),
-            probe_scores(data, random, protocol, "random"),
+            probe_scores(data, args.pretrained, protocol, "pretrained", args.out),
+            probe_scores(data, random, protocol, "random", args.out),
         ],
         ignore_index=True,
     )
