@@ -209,6 +209,7 @@ def pretrain(
     stream = prefetched(sampled_batches(data, size, seed=3), device)
     generator = torch.Generator(device=device).manual_seed(4)
     history, best, step, stale = [], {"val_loss": math.inf}, 0, 0
+    model_parts: list[str] = []
     started = time.perf_counter()
     while not history or (time.perf_counter() - started < seconds and stale < PAPER_PATIENCE):
         epoch_started, seen = time.perf_counter(), 0
@@ -245,7 +246,7 @@ def pretrain(
                 window_seconds=WINDOW_SECONDS,
                 extra={"source": "bench/gpu.py", "epoch": record["epoch"]},
             )
-            best["model_parts"] = split_into_parts(out / "harnet10.pt")
+            model_parts = split_into_parts(out / "harnet10.pt")
         else:
             stale += 1
     return {
@@ -256,6 +257,7 @@ def pretrain(
         "windows_seen": step * batch,
         "epochs": len(history),
         "best": best,
+        "model_parts": model_parts,
         "history": history,
         "train_subjects": len(data.train),
         "heldout_subjects": len(data.test),
