@@ -3,6 +3,7 @@ export; on Ray Tune (slow): every arm on a learnable synthetic set, MLflow runs,
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import re
@@ -21,7 +22,7 @@ from sklearn.metrics import f1_score
 from test_finetune import LEARNABLE_LABELS, learnable_set, one_torch_thread
 from wearssl.cli import main
 from wearssl.config import ConfigError, load_config
-from wearssl.config.evaluate import EvaluateConfig, Finetune, Protocol
+from wearssl.config.evaluate import EvaluateConfig, Export, Finetune, Protocol
 from wearssl.data.labelled_set import write_labelled_set
 from wearssl.data.privacy import KEY_ENV
 from wearssl.data.splits import Fold, protocol_folds
@@ -29,9 +30,18 @@ from wearssl.data.synthetic import synth_recording
 from wearssl.downstream import evaluate_trials
 from wearssl.downstream.datasets import DatasetPlan, check_weights_fit
 from wearssl.downstream.evaluate import run_evaluation
-from wearssl.downstream.evaluate_trials import decisive_inputs, trial_folder
-from wearssl.downstream.export import export_best_model
+from wearssl.downstream.evaluate_trials import decisive_inputs, score_line, trial_folder
+from wearssl.downstream.export import (
+    CHALLENGER,
+    CHAMPION,
+    SCORE_TAG,
+    ModelCard,
+    alias_for,
+    export_best_model,
+    register_export,
+)
 from wearssl.downstream.finetune import train_transfer_source
+from wearssl.downstream.plots import confusion_figure, confusion_plots, umap_figure, umap_title
 from wearssl.downstream.results import (
     TrialRun,
     predictions_table,
@@ -41,6 +51,7 @@ from wearssl.downstream.results import (
 from wearssl.downstream.trial import TrialSettings, TrialSpec, trial_specs
 from wearssl.downstream.tune_run import TrialsFailed, experiment_name, failure_line
 from wearssl.infra.files import write_parquet
+from wearssl.infra.tune import TrialLines
 from wearssl.models.export import CLASSIFIER_FILE
 from wearssl.models.harnet import CheckpointError, harnet, load_checkpoint, save_checkpoint
 from wearssl.models.hmm import checkpoint_hmm
@@ -400,6 +411,138 @@ def test_exported_model_carries_the_hmm_of_its_training_fold(tmp_path, capsys, m
     assert main(argv) == EXIT_OK
     assert "no HMM parameters" not in capsys.readouterr().err
     assert json.loads((out / "P01" / f"P01{INFO_SUFFIX}").read_text())["HMM"] is True
+
+
+# ---------------------------------------------------------------- registered models
+
+
+def test_a_version_is_champion_when_it_scores_at_least_the_champion():
+    assert alias_for(0.5, None) == CHAMPION
+    assert alias_for(0.5, float("nan")) == CHAMPION
+    assert alias_for(0.5, 0.5) == CHAMPION
+    assert alias_for(0.49, 0.5) == CHALLENGER
+
+
+def test_registered_versions_carry_signature_example_description_and_alias(registry, tmp_path):
+    data, folds, runs, summary = export_candidates(tmp_path)
+    exported = export_best_model(data, folds, summary, runs, tmp_path / "export")
+    client = mlflow.MlflowClient(registry["uri"])
+    card = ModelCard("quickstart", "d", LEARNABLE_LABELS)
+    aliases = []
+    for f1 in (0.5, 0.4, 0.6):
+        run = client.create_run(registry["experiment"]).info.run_id
+        exported.f1_mean = f1
+        register_export(exported, run, "harnet5-har-quickstart-d", registry["uri"], card)
+        aliases.append(exported.alias)
+    assert aliases == [CHAMPION, CHALLENGER, CHAMPION]
+    champion = client.get_model_version_by_alias("harnet5-har-quickstart-d", CHAMPION)
+    assert str(champion.version) == exported.registered_version == "3"
+    assert champion.tags[SCORE_TAG] == "0.600000"
+    assert "0.600" in champion.description and "sleep" not in champion.description
+    assert all(label in champion.description for label in LEARNABLE_LABELS)
+    assert "'quickstart'" in champion.description and "dataset d" in champion.description
+    registered = client.get_registered_model("harnet5-har-quickstart-d")
+    assert registered.description == champion.description
+    spec = "models:/harnet5-har-quickstart-d@champion"
+    info = mlflow.models.get_model_info(spec)
+    (inputs,) = info.signature.inputs.inputs
+    (outputs,) = info.signature.outputs.inputs
+    assert (inputs.shape, inputs.type) == ((-1, 3, 150), np.dtype(np.float32))
+    assert outputs.shape == (-1, len(LEARNABLE_LABELS))
+    model = mlflow.models.Model.load(spec)
+    example = model.load_input_example(mlflow.artifacts.download_artifacts(spec))
+    assert example.shape == (1, 3, 150) and example.dtype == np.float32
+
+
+def test_registered_model_names_follow_network_stage_config_dataset():
+    export = Export()
+    assert export.model_name("harnet10", "quickstart", "synthetic") == (
+        "harnet10-har-quickstart-synthetic"
+    )
+    shipped = load_config(EvaluateConfig, REPO / "configs" / "evaluate" / "quickstart.yaml")
+    assert shipped.export.model_name("harnet10", shipped.name, "synthetic") == (
+        "harnet10-har-quickstart-synthetic"
+    )
+    with pytest.raises(ConfigError, match=r"may hold only \{network\}, \{config\}"):
+        load_config(
+            EvaluateConfig,
+            REPO / "configs" / "evaluate" / "quickstart.yaml",
+            ["export.registered_model=harnet-{arm}"],
+        )
+
+
+# ---------------------------------------------------------------- figures
+
+
+def test_confusion_matrix_shows_counts_and_the_arms_f1(tmp_path):
+    predictions = pd.DataFrame({"y_true": [0, 0, 0, 1, 1, 2], "y_pred": [0, 0, 1, 1, 1, 0]})
+    fig = confusion_figure(predictions, ["sit", "walk", "run"], "d: finetune, macro F1 0.612")
+    (ax,) = [a for a in fig.axes if a.get_title()]
+    assert ax.get_title() == "d: finetune, macro F1 0.612"
+    cells = [text.get_text() for text in ax.texts]
+    assert cells == ["2", "1", "0", "0", "2", "0", "1", "0", "0"]
+    runs, _ = fake_runs(tmp_path)
+    (path,) = confusion_plots(
+        [r for r in runs if r.record["arm"] == "forest"],
+        "d",
+        ["a", "b", "c"],
+        tmp_path,
+        {"forest": 0.5},
+    )
+    assert path.name == "confusion-forest.png" and path.stat().st_size > 1000
+
+
+def test_umap_figure_says_it_drew_fewer_windows_than_asked(monkeypatch):
+    import umap
+
+    class FirstTwoColumns:
+        def __init__(self, **kwargs):
+            pass
+
+        def fit_transform(self, values):
+            return np.asarray(values)[:, :2]
+
+    monkeypatch.setattr(umap, "UMAP", FirstTwoColumns)
+    data = learnable_set(n_subjects=2, per_class=3)
+    with one_torch_thread():
+        fig = umap_figure(data, None, max_windows=500, seed=0)
+    title = fig._suptitle.get_text()
+    assert f"UMAP of {len(data.labels)} windows" in title and "500 asked" in title
+    assert umap_title("d", 100, 100) == "d: UMAP of 100 windows"
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == list(data.label_names)
+
+
+# ---------------------------------------------------------------- console
+
+
+class FakeTrial:
+    def __init__(self, name: str, status: str = "RUNNING", result: dict | None = None):
+        self.trial_id, self.status, self.last_result = name, status, result or {}
+
+    def __str__(self) -> str:
+        return self.trial_id
+
+
+def test_trial_lines_write_one_line_per_ended_trial_with_progress_and_eta():
+    clock = iter([0.0, 0.0, 1.0, 10.0, 12.0, 20.0]).__next__
+    stream = io.StringIO()
+    lines = TrialLines("evaluation", score_line, stream=stream, clock=clock)
+    done = FakeTrial("d-forest-loso-0-s0", "TERMINATED")
+    first = FakeTrial("d-scratch-loso-0-s0", result={"f1_mean": 0.7123})
+    second = FakeTrial("d-scratch-loso-1-s0")
+    trials = [done, first, second]
+    lines.setup(total_num_samples=3)  # a resumed experiment: one trial finished before
+    lines.on_trial_start(0, trials, first)
+    lines.on_trial_complete(1, trials, first)
+    lines.on_trial_start(2, trials, second)
+    lines.on_trial_error(3, trials, second)
+    written = stream.getvalue().splitlines()
+    assert written[0].startswith("d-scratch-loso-0-s0: test macro F1 0.712 in 0:09")
+    assert "evaluation  1/2 trials" in written[0] and "ETA 0:10" in written[0]
+    assert "(+1 finished before)" in written[0]
+    assert written[1].startswith("d-scratch-loso-1-s0: FAILED") and " in 0:08 " in written[1]
+    assert "2/2 trials" in written[1] and "ETA 0:00" in written[1]
 
 
 # ---------------------------------------------------------------- on Ray Tune (slow)
