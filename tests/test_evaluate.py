@@ -7,6 +7,8 @@ import io
 import itertools
 import json
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pandas as pd
 import pytest
 import ray
 import torch
+import yaml
 from ray import tune
 from sklearn.metrics import f1_score
 
@@ -667,9 +670,26 @@ def test_mlflow_has_a_parent_run_with_a_child_per_trial(evaluated, registry):
         filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
     )
     assert len(children) == len(result.trials)
-    child = children[0]
-    assert {"dataset", "arm", "fold", "seed"} <= set(child.data.params)
-    assert "f1_mean" in child.data.metrics
+    trials = result.trials.set_index("run_id")
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert {"dataset", "arm", "fold", "seed"} <= set(child.data.params)
+        assert {"test/f1_macro_mean", "time/trial_s"} <= set(child.data.metrics)
+        trial = trials.loc[child.info.run_id]
+        assert child.info.run_name == f"target-{trial['arm']}-{trial['fold']}-s0"
+        assert f"arm {trial['arm']}" in child.data.tags["mlflow.note.content"]
+        # created when the trial started, ended when it ended: the run spans the trial
+        wall_s = trial["finished_at"] - trial["started_at"]
+        assert child.info.start_time / 1000 <= trial["started_at"] + 1.0
+        assert (child.info.end_time - child.info.start_time) / 1000 >= wall_s - 0.5
+        assert child.data.tags["started_at"] <= child.data.tags["finished_at"]
+    if any(arm != "forest" for arm in trials["arm"]):
+        neural = next(c for c in children if c.data.tags["arm"] == "finetune")
+        history = client.get_metric_history(neural.info.run_id, "val/loss")
+        assert [m.step for m in history] == list(range(len(history))) and history
+    parent = client.get_run(parent_id)
+    assert "test/finetune/f1_macro_mean" in parent.data.metrics
+    assert {"started_at", "finished_at", "mlflow.note.content"} <= set(parent.data.tags)
     artifacts = {a.path for a in client.list_artifacts(parent_id, "results")}
     assert {"results/results.md", "results/summary.csv", "results/scores.csv"} <= artifacts
     plots = {a.path for a in client.list_artifacts(parent_id, "plots")}
@@ -694,6 +714,51 @@ def test_exported_model_is_registered_and_resolvable(evaluated, registry, tmp_pa
     with torch.no_grad():
         predicted = model(torch.from_numpy(data.windows)).argmax(1).numpy()
     assert (predicted == data.labels).mean() > 0.6
+
+
+BOX_DRAWING = re.compile("[\u2500-\u257f]")
+
+
+@pytest.mark.slow
+def test_the_console_has_one_line_per_trial_and_no_tables_or_tracebacks(tmp_path):
+    """The job as a user runs it: Tune's status tables are gone, each finished trial is one
+    line named after its dataset, arm and fold, with its score and the ETA."""
+    config = {
+        "name": "console",
+        "output_dir": str(tmp_path / "out"),
+        "datasets": [
+            {
+                "name": "synthetic",
+                "synthetic": {"subjects": 4, "window_seconds": 10, "minutes_per_activity": 0.5},
+            }
+        ],
+        "arms": ["forest"],
+        "protocol": {"max_folds": 2},
+        "forest": {"n_estimators": 20},
+        "plots": {"confusion": False},
+        "export": {"enabled": False},
+        "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+    }
+    path = tmp_path / "console.yaml"
+    path.write_text(yaml.safe_dump(config))
+    job = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "evaluate.py"), "--config", str(path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    console = job.stdout + job.stderr
+    assert job.returncode == 0, console[-3000:]
+    assert not BOX_DRAWING.search(console), console
+    assert "Traceback" not in console and "Trial status" not in console
+    lines = re.findall(
+        r"^synthetic-forest-loso-\d-s0: test macro F1 \d\.\d{3} in \d+:\d\d  "
+        r"evaluation  (\d)/2 trials .* ETA \d+:\d\d$",
+        console,
+        flags=re.MULTILINE,
+    )
+    assert sorted(lines) == ["1", "2"], console
 
 
 @pytest.mark.slow
@@ -729,6 +794,15 @@ def test_interrupted_evaluation_resumes_without_repeating_finished_trials(
     attempts = tmp_path / "out" / "t" / "trials" / "target" / "attempts"
     counts = {folder.name: len(list(folder.iterdir())) for folder in attempts.iterdir()}
     assert counts == {f"forest-loso-{i}-s0": 2 if i == 2 else 1 for i in range(4)}
+    # one parent and one child per trial: the retried trial continued its own run
+    client = mlflow.MlflowClient(registry["uri"])
+    parent = result.datasets[0].parent_run_id
+    experiment = client.get_run(parent).info.experiment_id
+    runs = client.search_runs([experiment], f"tags.tune_experiment = '{result.experiment}'")
+    assert [r.info.run_id for r in runs] == [parent]
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
+    assert sorted(c.data.tags["trial"] for c in children) == sorted(result.trials["key"])
+    assert {c.info.status for c in children} == {"FINISHED"}
     # a finished evaluation run again executes nothing
     run_evaluation(cfg)
     assert sum(len(list(f.iterdir())) for f in attempts.iterdir()) == 5
