@@ -303,7 +303,10 @@ def finish_dataset(
             ModelCard(cfg.name, name, list(data.label_names)),
         )
     client.set_tag(parent, FINISHED_TAG, timestamp_tag(time.time()))
-    children = [r.record["run_id"] for r in runs if r.record["dataset"] == name]
+    # a trial that finished before trials had runs of their own has no "run_id"
+    children = [
+        r.record["run_id"] for r in runs if r.record["dataset"] == name and "run_id" in r.record
+    ]
     return DatasetOutcome(name, parent, children, plots, exported)
 
 
