@@ -22,6 +22,7 @@ from wearssl.infra.tune import (
     ErroredTrials,
     TrialLines,
     experiment_path,
+    fit_silently,
     restore_or_create,
 )
 
@@ -108,7 +109,7 @@ def run_trials(
         errored=settings.errored,
         what=settings.what,
     )
-    grid = tuner.fit()
+    grid = fit_silently(tuner)
     by_folder = {settings.folder(spec): spec for spec in specs}
     failed = [failure_line(result, by_folder) for result in grid if result.error is not None]
     if failed:

@@ -4,6 +4,7 @@ and what it prints: one line per finished trial with the experiment's progress a
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -19,6 +20,9 @@ from wearssl.infra.console import format_duration, progress_text
 ErroredTrials = Literal["resume", "restart"]
 # Tune's own console output: 0 prints no status tables, trial results or tips.
 SILENT = 0
+# Tune's newer output engine prints the experiment's configuration table and its path at
+# any verbosity; its legacy one, chosen by this variable, prints nothing at SILENT.
+OUTPUT_ENGINE_VARIABLE = "RAY_AIR_NEW_OUTPUT"
 
 
 def experiment_path(storage: str, name: str) -> str:
@@ -83,6 +87,20 @@ class TrialLines(tune.Callback):
         stream = self.stream or sys.stderr
         stream.write(f"{trial}: {outcome} in {format_duration(took)}  {progress}{before}\n")
         stream.flush()
+
+
+def fit_silently(tuner: tune.Tuner) -> tune.ResultGrid:
+    """``tuner.fit()`` with Tune's legacy output engine, so a run at verbosity
+    :data:`SILENT` prints nothing of Tune's own; the variable is restored afterwards."""
+    saved = os.environ.get(OUTPUT_ENGINE_VARIABLE)
+    os.environ[OUTPUT_ENGINE_VARIABLE] = "0"
+    try:
+        return tuner.fit()
+    finally:
+        if saved is None:
+            os.environ.pop(OUTPUT_ENGINE_VARIABLE, None)
+        else:
+            os.environ[OUTPUT_ENGINE_VARIABLE] = saved
 
 
 def restore_or_create(
