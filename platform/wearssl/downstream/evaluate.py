@@ -118,6 +118,7 @@ class EvaluateResult:
             f"- {d.name}: {d.exported.path} ({d.exported.arm}, {d.exported.trial}"
             + (
                 f"; registered {d.exported.registered_name} v{d.exported.registered_version}"
+                f" @{d.exported.alias}"
                 if d.exported.registered_version
                 else ""
             )
