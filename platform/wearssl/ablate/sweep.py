@@ -280,6 +280,10 @@ def run_ablation(cfg: AblateConfig) -> AblationResult:
         what="sweep",
         describe=score_line,
         max_failures=cfg.resources.max_failures,
+        # Reused trial processes are idle when Tune ends them with the experiment; a process
+        # still shutting down then (the last trials' own) is killed mid-way, and prints the
+        # SystemExit of Ray's SIGTERM handler as an ignored exception's traceback.
+        reuse_actors=True,
     )
     with tracking.run_outcome(parent, uri):
         run_sweep_trials(specs, context, settings)
