@@ -81,11 +81,15 @@ def trial_description(context: SweepContext, spec: AblationTrial) -> str:
 
 
 def child_run(
-    client: mlflow.MlflowClient, context: SweepContext, spec: AblationTrial, folder: Path
+    client: mlflow.MlflowClient,
+    context: SweepContext,
+    spec: AblationTrial,
+    folder: Path,
+    started: float,
 ) -> str:
     """The trial's MLflow run under the sweep's parent: the one an earlier execution
-    recorded (set running again), else a new RUNNING one with the trial's description,
-    ``started_at`` and parameters."""
+    recorded (set running again), else a new RUNNING one starting at ``started`` (seconds
+    since the epoch) with the trial's description, ``started_at`` and parameters."""
     params: dict[str, Any] = {
         "sweep.kind": context.kind,
         "seed": spec.seed,
@@ -100,12 +104,13 @@ def child_run(
     create = {
         "experiment_id": context.experiment_id,
         "run_name": f"{context.name}/{spec.key}",
+        "start_time": int(started * 1000),
         "tags": {
             "mlflow.parentRunId": context.parent_run_id,
             "trial": spec.key,
             "role": spec.role,
             "git_commit": context.git_commit,
-            **start_tags(trial_description(context, spec), time.time()),
+            **start_tags(trial_description(context, spec), started),
         },
     }
     return open_run(client, folder / RUN_RECORD, context.tracking_uri, create, params)
@@ -166,7 +171,7 @@ def sweep_trial(spec: AblationTrial, context: SweepContext, evaluate: Evaluate) 
     add_marker(folder / EXECUTIONS, spec.key)
     started = time.time()
     client = mlflow.MlflowClient(tracking_uri=context.tracking_uri)
-    run_id = child_run(client, context, spec, folder)
+    run_id = child_run(client, context, spec, folder, started)
     with tracking.run_outcome(run_id, context.tracking_uri):
         pretrain = None
         init = context.init

@@ -91,6 +91,7 @@ def evaluation_trial(spec: TrialSpec, output: str, trial: TrialFunction, runs: T
         trial_description(spec, runs.config_name),
         tags={"trial": spec.key, "arm": spec.arm},
         params=spec.labels(),
+        started=started,
     )
     with tracking.run_outcome(run_id, runs.uri):
         outcome = trial(spec)

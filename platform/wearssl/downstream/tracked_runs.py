@@ -10,7 +10,6 @@ creating another. Timestamps are tags (ISO-8601 UTC), never metrics.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -76,16 +75,19 @@ class TrialRuns:
         description: str,
         tags: Mapping[str, str],
         params: Mapping[str, Any],
+        started: float,
     ) -> str:
         """The RUNNING run of trial ``name`` under group ``group``'s parent: the one an
-        earlier execution of the trial opened, else a new one."""
+        earlier execution of the trial opened, else a new one starting at ``started`` (the
+        trial's start, in seconds since the epoch)."""
         client = mlflow.MlflowClient(tracking_uri=self.uri)
         create = {
             "experiment_id": self.experiment_id,
             "run_name": name,
+            "start_time": int(started * 1000),
             "tags": {
                 PARENT_TAG: self.parents[group],
-                **start_tags(description, time.time()),
+                **start_tags(description, started),
                 **tags,
             },
         }
