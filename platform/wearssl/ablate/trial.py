@@ -33,7 +33,13 @@ from wearssl.ablate.points import AblationTrial, value_label
 from wearssl.ablate.pretraining import PretrainPlan, pretrain_stage, trial_pretrain_config
 from wearssl.config import flatten
 from wearssl.downstream.metrics import tracked_metric
-from wearssl.downstream.tracked_runs import FINISHED_TAG, open_run, start_tags, timestamp_tag
+from wearssl.downstream.tracked_runs import (
+    FINISHED_TAG,
+    PARENT_TAG,
+    open_run,
+    start_tags,
+    timestamp_tag,
+)
 from wearssl.downstream.tune_run import TuneSettings, run_trials
 from wearssl.infra import tracking
 from wearssl.infra.files import add_marker, write_json
@@ -106,7 +112,7 @@ def child_run(
         "run_name": f"{context.name}/{spec.key}",
         "start_time": int(started * 1000),
         "tags": {
-            "mlflow.parentRunId": context.parent_run_id,
+            PARENT_TAG: context.parent_run_id,
             "trial": spec.key,
             "role": spec.role,
             "git_commit": context.git_commit,
