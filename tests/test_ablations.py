@@ -337,6 +337,30 @@ def test_results_table_plot_and_summary_from_trial_records(tmp_path):
     assert "![F1 against unlabelled_subjects](f1.png)" in markdown
 
 
+def test_a_trials_metrics_are_grouped_by_stage_and_its_times_are_not_metrics():
+    record = {
+        "started_at": 100.0,
+        "finished_at": 160.0,
+        "eval_wall_s": 20.0,
+        "pretrain": {
+            "started_at": 100.0,
+            "finished_at": 140.0,
+            "epochs": 1,
+            "metrics": {"train_loss": 0.8, "val_acc_aot": 0.6, "val/loss": 0.7, "lr": 1e-3},
+        },
+        "summary": [
+            {"dataset": "d", "arm": "finetune", **dict.fromkeys(SCORE_SUMMARY, 0.5)},
+        ],
+    }
+    metrics = ablation_trial.trial_metrics(record)
+    assert metrics["time/trial_s"] == 60.0 and metrics["time/pretrain_s"] == 40.0
+    assert metrics["train/pretrain_loss"] == 0.8 and metrics["val/pretrain_loss"] == 0.7
+    assert metrics["val/pretrain_acc_aot"] == 0.6 and "lr" not in str(sorted(metrics))
+    assert metrics["test/d/finetune/f1_macro_mean"] == 0.5
+    assert not any("started_at" in name or "finished_at" in name for name in metrics)
+    assert ablation_trial.score_line(metrics) == "test macro F1 finetune 0.500"
+
+
 # ---------------------------------------------------------------- real sweeps on Ray
 
 
