@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 
 from wearssl.ablate import trial as ablation_trial
 from wearssl.ablate.evaluation import SCORE_SUMMARY, score_summary
-from wearssl.ablate.plots import plot_sweep
+from wearssl.ablate.plots import plot_sweep, sweep_figure
 from wearssl.ablate.points import REFERENCE, trial_specs
 from wearssl.ablate.pretraining import (
     base_pretrain_config,
@@ -36,7 +36,7 @@ from wearssl.ablate.results import (
     sweep_summary,
     trials_table,
 )
-from wearssl.ablate.sweep import EXPERIMENT, run_ablation
+from wearssl.ablate.sweep import EXPERIMENT, point_steps, run_ablation, sweep_metrics
 from wearssl.ablate.trial import RECORD_FILE, SCORES_FILE, trial_folder
 from wearssl.config import ConfigError, load_config
 from wearssl.config.ablate import AblateConfig
@@ -296,8 +296,9 @@ def test_results_table_plot_and_summary_from_trial_records(tmp_path):
     )
     specs = trial_specs(cfg)
     f1 = {"subjects4_ratio1/seed0": [0.4, 0.6], "subjects16_ratio1/seed0": [0.7, 0.9]}
+    reference = [0.05, 0.75]  # a wide SD: its band would leave [0, 1] unclipped
     records = [
-        fake_record(tmp_path, spec, f1.get(spec.key, [0.3, 0.5]), start=5.0 * i)
+        fake_record(tmp_path, spec, f1.get(spec.key, reference), start=5.0 * i)
         for i, spec in enumerate(specs)
     ]
     trials = trials_table(records, cfg.sweep.kind, tmp_path)
@@ -308,13 +309,56 @@ def test_results_table_plot_and_summary_from_trial_records(tmp_path):
     assert point.loc[("16", "finetune"), "f1_mean"] == pytest.approx(0.8)
     assert point.loc[("16", "finetune"), "f1_sd"] == pytest.approx(np.std([0.7, 0.9], ddof=1))
     assert point.loc[(REFERENCE, "scratch"), "f1_mean"] == pytest.approx(0.4)
+    steps = {(m.key, m.step): m.value for m in sweep_metrics(cfg.sweep.kind, "data_ratio", summary)}
+    assert steps[("test/synthetic/finetune/data_ratio_1/f1_macro_mean", 16)] == pytest.approx(0.8)
+    assert steps[("test/synthetic/finetune/data_ratio_1/f1_macro_mean", 4)] == pytest.approx(0.5)
+    assert steps[("test/synthetic/scratch/f1_macro_sd", 0)] == pytest.approx(
+        np.std(reference, ddof=1)
+    )
+    assert point_steps(
+        "data_ratio", summary.assign(x_label=summary["x_label"].replace({"4": "0.25", "16": "0.5"}))
+    ) == {"0.25": 0, "0.5": 1, REFERENCE: 0}
     assert set(trials["executions"]) == {1}
     plot = plot_sweep(summary, cfg, tmp_path / "results" / "f1.png")
     assert plot.stat().st_size > 10_000
+    (ax,) = sweep_figure(summary, cfg).axes
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert "finetune, data_ratio 1 ± SD" in legend
+    assert "scratch (no pre-training) ± SD" in legend
+    for band in (c for c in ax.collections if c.get_label().endswith("± SD")):
+        ys = np.concatenate([path.vertices[:, 1] for path in band.get_paths()])
+        assert ys.min() >= 0.0 and ys.max() <= 1.0
+    (scratch,) = (p for p in ax.patches if p.get_label() == "scratch (no pre-training) ± SD")
+    assert scratch.get_y() == 0.0  # mean 0.4 - SD 0.49, clipped
+    assert scratch.get_y() + scratch.get_height() == pytest.approx(0.4 + np.std(reference, ddof=1))
     markdown = summary_markdown(cfg, summary, trials, 42.0, plot)
     assert "| 16 (data_ratio 1) | 0.800 ± 0.141 | — |" in markdown
     assert "at most 2 trials at once" in markdown
     assert "![F1 against unlabelled_subjects](f1.png)" in markdown
+
+
+def test_a_trials_metrics_are_grouped_by_stage_and_its_times_are_not_metrics():
+    record = {
+        "started_at": 100.0,
+        "finished_at": 160.0,
+        "eval_wall_s": 20.0,
+        "pretrain": {
+            "started_at": 100.0,
+            "finished_at": 140.0,
+            "epochs": 1,
+            "metrics": {"train_loss": 0.8, "val_acc_aot": 0.6, "val/loss": 0.7, "lr": 1e-3},
+        },
+        "summary": [
+            {"dataset": "d", "arm": "finetune", **dict.fromkeys(SCORE_SUMMARY, 0.5)},
+        ],
+    }
+    metrics = ablation_trial.trial_metrics(record)
+    assert metrics["time/trial_s"] == 60.0 and metrics["time/pretrain_s"] == 40.0
+    assert metrics["train/pretrain_loss"] == 0.8 and metrics["val/pretrain_loss"] == 0.7
+    assert metrics["val/pretrain_acc_aot"] == 0.6 and "lr" not in str(sorted(metrics))
+    assert metrics["test/d/finetune/f1_macro_mean"] == 0.5
+    assert not any("started_at" in name or "finished_at" in name for name in metrics)
+    assert ablation_trial.score_line(metrics) == "test macro F1 finetune 0.500"
 
 
 # ---------------------------------------------------------------- real sweeps on Ray
@@ -371,13 +415,21 @@ def test_mini_sweep_runs_trials_concurrently_retries_and_tracks_them(
     client = MlflowClient(tracking_uri=sqlite_tracking)
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED"
+    steps = client.get_metric_history(result.parent_run_id, "test/synthetic/finetune/f1_macro_mean")
+    assert sorted(m.step for m in steps) == [2, 4]  # stepped by the unlabelled subjects
     experiment = parent.info.experiment_id
     children = client.search_runs(experiment, f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
     assert sorted(r.info.run_id for r in children) == sorted(result.child_run_ids)
     for child in children:
         assert child.info.status == "FINISHED"
-        assert 0 <= child.data.metrics["synthetic.finetune.f1_mean"] <= 1
-        assert "pretrain_val_loss" in child.data.metrics
+        assert 0 <= child.data.metrics["test/synthetic/finetune/f1_macro_mean"] <= 1
+        assert "val/pretrain_loss" in child.data.metrics
+        assert {"time/trial_s", "time/pretrain_s"} <= set(child.data.metrics)
+        assert "seed 0" in child.data.tags["mlflow.note.content"]
+        # opened when the trial started, closed when it ended: it spans the trial
+        wall_s = trials.loc[child.data.tags["trial"], "wall_s"]
+        assert (child.info.end_time - child.info.start_time) / 1000 >= wall_s - 2.0
+        assert child.data.tags["started_at"] < child.data.tags["finished_at"]
         assert child.data.params["point.unlabelled_subjects"] in {"2", "4"}
         (pretraining,) = client.search_runs(
             experiment, f"tags.mlflow.parentRunId = '{child.info.run_id}'"

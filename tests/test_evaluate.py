@@ -3,9 +3,12 @@ export; on Ray Tune (slow): every arm on a learnable synthetic set, MLflow runs,
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,13 +18,14 @@ import pandas as pd
 import pytest
 import ray
 import torch
+import yaml
 from ray import tune
 from sklearn.metrics import f1_score
 
 from test_finetune import LEARNABLE_LABELS, learnable_set, one_torch_thread
 from wearssl.cli import main
 from wearssl.config import ConfigError, load_config
-from wearssl.config.evaluate import EvaluateConfig, Finetune, Protocol
+from wearssl.config.evaluate import EvaluateConfig, Export, Finetune, Protocol
 from wearssl.data.labelled_set import write_labelled_set
 from wearssl.data.privacy import KEY_ENV
 from wearssl.data.splits import Fold, protocol_folds
@@ -29,9 +33,18 @@ from wearssl.data.synthetic import synth_recording
 from wearssl.downstream import evaluate_trials
 from wearssl.downstream.datasets import DatasetPlan, check_weights_fit
 from wearssl.downstream.evaluate import run_evaluation
-from wearssl.downstream.evaluate_trials import decisive_inputs, trial_folder
-from wearssl.downstream.export import export_best_model
+from wearssl.downstream.evaluate_trials import decisive_inputs, score_line, trial_folder
+from wearssl.downstream.export import (
+    CHALLENGER,
+    CHAMPION,
+    SCORE_TAG,
+    ModelCard,
+    alias_for,
+    export_best_model,
+    register_export,
+)
 from wearssl.downstream.finetune import train_transfer_source
+from wearssl.downstream.plots import confusion_figure, confusion_plots, umap_figure, umap_title
 from wearssl.downstream.results import (
     TrialRun,
     predictions_table,
@@ -41,6 +54,7 @@ from wearssl.downstream.results import (
 from wearssl.downstream.trial import TrialSettings, TrialSpec, trial_specs
 from wearssl.downstream.tune_run import TrialsFailed, experiment_name, failure_line
 from wearssl.infra.files import write_parquet
+from wearssl.infra.tune import TrialLines
 from wearssl.models.export import CLASSIFIER_FILE
 from wearssl.models.harnet import CheckpointError, harnet, load_checkpoint, save_checkpoint
 from wearssl.models.hmm import checkpoint_hmm
@@ -402,6 +416,138 @@ def test_exported_model_carries_the_hmm_of_its_training_fold(tmp_path, capsys, m
     assert json.loads((out / "P01" / f"P01{INFO_SUFFIX}").read_text())["HMM"] is True
 
 
+# ---------------------------------------------------------------- registered models
+
+
+def test_a_version_is_champion_when_it_scores_at_least_the_champion():
+    assert alias_for(0.5, None) == CHAMPION
+    assert alias_for(0.5, float("nan")) == CHAMPION
+    assert alias_for(0.5, 0.5) == CHAMPION
+    assert alias_for(0.49, 0.5) == CHALLENGER
+
+
+def test_registered_versions_carry_signature_example_description_and_alias(registry, tmp_path):
+    data, folds, runs, summary = export_candidates(tmp_path)
+    exported = export_best_model(data, folds, summary, runs, tmp_path / "export")
+    client = mlflow.MlflowClient(registry["uri"])
+    card = ModelCard("quickstart", "d", LEARNABLE_LABELS)
+    aliases = []
+    for f1 in (0.5, 0.4, 0.6):
+        run = client.create_run(registry["experiment"]).info.run_id
+        exported.f1_mean = f1
+        register_export(exported, run, "harnet5-har-quickstart-d", registry["uri"], card)
+        aliases.append(exported.alias)
+    assert aliases == [CHAMPION, CHALLENGER, CHAMPION]
+    champion = client.get_model_version_by_alias("harnet5-har-quickstart-d", CHAMPION)
+    assert str(champion.version) == exported.registered_version == "3"
+    assert champion.tags[SCORE_TAG] == "0.600000"
+    assert "0.600" in champion.description and "sleep" not in champion.description
+    assert all(label in champion.description for label in LEARNABLE_LABELS)
+    assert "'quickstart'" in champion.description and "dataset d" in champion.description
+    registered = client.get_registered_model("harnet5-har-quickstart-d")
+    assert registered.description == champion.description
+    spec = "models:/harnet5-har-quickstart-d@champion"
+    info = mlflow.models.get_model_info(spec)
+    (inputs,) = info.signature.inputs.inputs
+    (outputs,) = info.signature.outputs.inputs
+    assert (inputs.shape, inputs.type) == ((-1, 3, 150), np.dtype(np.float32))
+    assert outputs.shape == (-1, len(LEARNABLE_LABELS))
+    model = mlflow.models.Model.load(spec)
+    example = model.load_input_example(mlflow.artifacts.download_artifacts(spec))
+    assert example.shape == (1, 3, 150) and example.dtype == np.float32
+
+
+def test_registered_model_names_follow_network_stage_config_dataset():
+    export = Export()
+    assert export.model_name("harnet10", "quickstart", "synthetic") == (
+        "harnet10-har-quickstart-synthetic"
+    )
+    shipped = load_config(EvaluateConfig, REPO / "configs" / "evaluate" / "quickstart.yaml")
+    assert shipped.export.model_name("harnet10", shipped.name, "synthetic") == (
+        "harnet10-har-quickstart-synthetic"
+    )
+    with pytest.raises(ConfigError, match=r"may hold only \{network\}, \{config\}"):
+        load_config(
+            EvaluateConfig,
+            REPO / "configs" / "evaluate" / "quickstart.yaml",
+            ["export.registered_model=harnet-{arm}"],
+        )
+
+
+# ---------------------------------------------------------------- figures
+
+
+def test_confusion_matrix_shows_counts_and_the_arms_f1(tmp_path):
+    predictions = pd.DataFrame({"y_true": [0, 0, 0, 1, 1, 2], "y_pred": [0, 0, 1, 1, 1, 0]})
+    fig = confusion_figure(predictions, ["sit", "walk", "run"], "d: finetune, macro F1 0.612")
+    (ax,) = [a for a in fig.axes if a.get_title()]
+    assert ax.get_title() == "d: finetune, macro F1 0.612"
+    cells = [text.get_text() for text in ax.texts]
+    assert cells == ["2", "1", "0", "0", "2", "0", "1", "0", "0"]
+    runs, _ = fake_runs(tmp_path)
+    (path,) = confusion_plots(
+        [r for r in runs if r.record["arm"] == "forest"],
+        "d",
+        ["a", "b", "c"],
+        tmp_path,
+        {"forest": 0.5},
+    )
+    assert path.name == "confusion-forest.png" and path.stat().st_size > 1000
+
+
+def test_umap_figure_says_it_drew_fewer_windows_than_asked(monkeypatch):
+    import umap
+
+    class FirstTwoColumns:
+        def __init__(self, **kwargs):
+            pass
+
+        def fit_transform(self, values):
+            return np.asarray(values)[:, :2]
+
+    monkeypatch.setattr(umap, "UMAP", FirstTwoColumns)
+    data = learnable_set(n_subjects=2, per_class=3)
+    with one_torch_thread():
+        fig = umap_figure(data, None, max_windows=500, seed=0)
+    title = fig._suptitle.get_text()
+    assert f"UMAP of {len(data.labels)} windows" in title and "500 asked" in title
+    assert umap_title("d", 100, 100) == "d: UMAP of 100 windows"
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == list(data.label_names)
+
+
+# ---------------------------------------------------------------- console
+
+
+class FakeTrial:
+    def __init__(self, name: str, status: str = "RUNNING", result: dict | None = None):
+        self.trial_id, self.status, self.last_result = name, status, result or {}
+
+    def __str__(self) -> str:
+        return self.trial_id
+
+
+def test_trial_lines_write_one_line_per_ended_trial_with_progress_and_eta():
+    clock = iter([0.0, 0.0, 1.0, 10.0, 12.0, 20.0]).__next__
+    stream = io.StringIO()
+    lines = TrialLines("evaluation", score_line, stream=stream, clock=clock)
+    done = FakeTrial("d-forest-loso-0-s0", "TERMINATED")
+    first = FakeTrial("d-scratch-loso-0-s0", result={"f1_mean": 0.7123})
+    second = FakeTrial("d-scratch-loso-1-s0")
+    trials = [done, first, second]
+    lines.setup(total_num_samples=3)  # a resumed experiment: one trial finished before
+    lines.on_trial_start(0, trials, first)
+    lines.on_trial_complete(1, trials, first)
+    lines.on_trial_start(2, trials, second)
+    lines.on_trial_error(3, trials, second)
+    written = stream.getvalue().splitlines()
+    assert written[0].startswith("d-scratch-loso-0-s0: test macro F1 0.712 in 0:09")
+    assert "evaluation  1/2 trials" in written[0] and "ETA 0:10" in written[0]
+    assert "(+1 finished before)" in written[0]
+    assert written[1].startswith("d-scratch-loso-1-s0: FAILED") and " in 0:08 " in written[1]
+    assert "2/2 trials" in written[1] and "ETA 0:00" in written[1]
+
+
 # ---------------------------------------------------------------- on Ray Tune (slow)
 
 
@@ -524,9 +670,26 @@ def test_mlflow_has_a_parent_run_with_a_child_per_trial(evaluated, registry):
         filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
     )
     assert len(children) == len(result.trials)
-    child = children[0]
-    assert {"dataset", "arm", "fold", "seed"} <= set(child.data.params)
-    assert "f1_mean" in child.data.metrics
+    trials = result.trials.set_index("run_id")
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert {"dataset", "arm", "fold", "seed"} <= set(child.data.params)
+        assert {"test/f1_macro_mean", "time/trial_s"} <= set(child.data.metrics)
+        trial = trials.loc[child.info.run_id]
+        assert child.info.run_name == f"target-{trial['arm']}-{trial['fold']}-s0"
+        assert f"arm {trial['arm']}" in child.data.tags["mlflow.note.content"]
+        # created when the trial started, ended when it ended: the run spans the trial
+        wall_s = trial["finished_at"] - trial["started_at"]
+        assert child.info.start_time / 1000 <= trial["started_at"] + 1.0
+        assert (child.info.end_time - child.info.start_time) / 1000 >= wall_s - 0.5
+        assert child.data.tags["started_at"] <= child.data.tags["finished_at"]
+    if any(arm != "forest" for arm in trials["arm"]):
+        neural = next(c for c in children if c.data.tags["arm"] == "finetune")
+        history = client.get_metric_history(neural.info.run_id, "val/loss")
+        assert [m.step for m in history] == list(range(len(history))) and history
+    parent = client.get_run(parent_id)
+    assert "test/finetune/f1_macro_mean" in parent.data.metrics
+    assert {"started_at", "finished_at", "mlflow.note.content"} <= set(parent.data.tags)
     artifacts = {a.path for a in client.list_artifacts(parent_id, "results")}
     assert {"results/results.md", "results/summary.csv", "results/scores.csv"} <= artifacts
     plots = {a.path for a in client.list_artifacts(parent_id, "plots")}
@@ -551,6 +714,51 @@ def test_exported_model_is_registered_and_resolvable(evaluated, registry, tmp_pa
     with torch.no_grad():
         predicted = model(torch.from_numpy(data.windows)).argmax(1).numpy()
     assert (predicted == data.labels).mean() > 0.6
+
+
+BOX_DRAWING = re.compile("[\u2500-\u257f]")
+
+
+@pytest.mark.slow
+def test_the_console_has_one_line_per_trial_and_no_tables_or_tracebacks(tmp_path):
+    """The job as a user runs it: Tune's status tables are gone, each finished trial is one
+    line named after its dataset, arm and fold, with its score and the ETA."""
+    config = {
+        "name": "console",
+        "output_dir": str(tmp_path / "out"),
+        "datasets": [
+            {
+                "name": "synthetic",
+                "synthetic": {"subjects": 4, "window_seconds": 10, "minutes_per_activity": 0.5},
+            }
+        ],
+        "arms": ["forest"],
+        "protocol": {"max_folds": 2},
+        "forest": {"n_estimators": 20},
+        "plots": {"confusion": False},
+        "export": {"enabled": False},
+        "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+    }
+    path = tmp_path / "console.yaml"
+    path.write_text(yaml.safe_dump(config))
+    job = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "evaluate.py"), "--config", str(path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    console = job.stdout + job.stderr
+    assert job.returncode == 0, console[-3000:]
+    assert not BOX_DRAWING.search(console), console
+    assert "Traceback" not in console and "Trial status" not in console
+    lines = re.findall(
+        r"^synthetic-forest-loso-\d-s0: test macro F1 \d\.\d{3} in \d+:\d\d  "
+        r"evaluation  (\d)/2 trials .* ETA \d+:\d\d$",
+        console,
+        flags=re.MULTILINE,
+    )
+    assert sorted(lines) == ["1", "2"], console
 
 
 @pytest.mark.slow
@@ -586,6 +794,15 @@ def test_interrupted_evaluation_resumes_without_repeating_finished_trials(
     attempts = tmp_path / "out" / "t" / "trials" / "target" / "attempts"
     counts = {folder.name: len(list(folder.iterdir())) for folder in attempts.iterdir()}
     assert counts == {f"forest-loso-{i}-s0": 2 if i == 2 else 1 for i in range(4)}
+    # one parent and one child per trial: the retried trial continued its own run
+    client = mlflow.MlflowClient(registry["uri"])
+    parent = result.datasets[0].parent_run_id
+    experiment = client.get_run(parent).info.experiment_id
+    runs = client.search_runs([experiment], f"tags.tune_experiment = '{result.experiment}'")
+    assert [r.info.run_id for r in runs] == [parent]
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
+    assert sorted(c.data.tags["trial"] for c in children) == sorted(result.trials["key"])
+    assert {c.info.status for c in children} == {"FINISHED"}
     # a finished evaluation run again executes nothing
     run_evaluation(cfg)
     assert sum(len(list(f.iterdir())) for f in attempts.iterdir()) == 5

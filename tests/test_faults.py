@@ -452,18 +452,33 @@ def test_predict_usage_errors_are_one_line(tmp_path, capsys, case):
     assert ("existing file" if case == "out is a file" else "no recordings found") in err
 
 
-def test_an_evaluation_trial_run_that_fails_while_logging_ends_failed(sqlite_tracking):
-    """A child run whose logging breaks half-way is FAILED, never left RUNNING."""
+def test_an_evaluation_trial_that_fails_ends_its_run_failed(sqlite_tracking, tmp_path):
+    """A trial's child run, opened when the trial starts, is FAILED when the trial breaks,
+    never left RUNNING; a second execution continues the same run."""
     import mlflow
 
-    from wearssl.downstream.evaluate import EXPERIMENT, log_trial_run
+    from wearssl.config.evaluate import Finetune, Protocol
+    from wearssl.downstream.datasets import DatasetPlan
+    from wearssl.downstream.evaluate import EXPERIMENT
+    from wearssl.downstream.evaluate_trials import evaluation_trial
+    from wearssl.downstream.tracked_runs import NOTE_TAG, STARTED_TAG, TrialRuns
+    from wearssl.downstream.trial import TrialSettings, TrialSpec
     from wearssl.infra import tracking
 
     client = mlflow.MlflowClient(tracking_uri=sqlite_tracking)
     experiment = tracking.experiment_id(EXPERIMENT, sqlite_tracking)
     parent = client.create_run(experiment).info.run_id
-    record = {"key": "d/forest/f0/s0", "arm": "forest", "dataset": "d", "fold": "f0"}
-    with pytest.raises(KeyError):
-        log_trial_run(client, experiment, parent, record, sqlite_tracking)
-    runs = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
-    assert [run.info.status for run in runs] == ["FAILED"]
+    runs = TrialRuns(sqlite_tracking, experiment, {"d": parent}, str(tmp_path / "runs"), "cfg")
+    settings = TrialSettings(Protocol(), Finetune(), n_estimators=10)
+    spec = TrialSpec(DatasetPlan("d", str(tmp_path / "d")), "forest", "f0", 0, 0, settings)
+
+    def broken(spec):
+        raise RuntimeError("the trial breaks")
+
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="the trial breaks"):
+            evaluation_trial(spec, str(tmp_path / "out"), broken, runs)
+    (run,) = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
+    assert run.info.status == "FAILED"
+    assert run.info.run_name == "d-forest-f0-s0"
+    assert "arm forest" in run.data.tags[NOTE_TAG] and STARTED_TAG in run.data.tags

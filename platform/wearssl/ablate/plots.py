@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -20,9 +21,22 @@ AXIS_TITLE = {
 }
 
 
+def band(mean: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean +- SD band of an F1, clipped to the scores' range [0, 1]."""
+    return np.clip(mean - sd, 0.0, 1.0), np.clip(mean + sd, 0.0, 1.0)
+
+
 def plot_sweep(summary: pd.DataFrame, cfg: AblateConfig, out: Path) -> Path:
+    """:func:`sweep_figure` saved to ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sweep_figure(summary, cfg).savefig(out, dpi=110)
+    return out
+
+
+def sweep_figure(summary: pd.DataFrame, cfg: AblateConfig) -> Figure:
     """Downstream F1 against the swept quantity: a panel per dataset, a line per arm (and
-    series value) with a +-SD band; reference arms as horizontal bands."""
+    series value) with its +-SD band; reference arms as horizontal lines and bands. Every
+    band is in the legend and clipped to [0, 1]."""
     kind = cfg.sweep.kind
     datasets = list(dict.fromkeys(summary["dataset"]))
     fig = Figure(figsize=(5.5 * len(datasets), 4.2))
@@ -41,14 +55,20 @@ def plot_sweep(summary: pd.DataFrame, cfg: AblateConfig, out: Path) -> Path:
             mean, sd = line["f1_mean"].to_numpy(), line["f1_sd"].to_numpy()
             name = f"{arm}, {cfg.sweep.series.kind} {series}" if series else arm
             (drawn,) = ax.plot(xs, mean, marker="o", label=name)
-            ax.fill_between(xs, mean - sd, mean + sd, color=drawn.get_color(), alpha=0.15)
+            low, high = band(mean, sd)
+            ax.fill_between(
+                xs, low, high, color=drawn.get_color(), alpha=0.15, label=f"{name} ± SD"
+            )
         reference = summary[(summary["x_label"] == REFERENCE) & (summary["dataset"] == dataset)]
         for row in reference.itertuples():
             colour, style = REFERENCE_STYLE[row.arm]
             ax.axhline(
                 row.f1_mean, color=colour, linestyle=style, label=f"{row.arm} (no pre-training)"
             )
-            ax.axhspan(row.f1_mean - row.f1_sd, row.f1_mean + row.f1_sd, color=colour, alpha=0.08)
+            low, high = band(np.array([row.f1_mean]), np.array([row.f1_sd]))
+            ax.axhspan(
+                low[0], high[0], color=colour, alpha=0.08, label=f"{row.arm} (no pre-training) ± SD"
+            )
         if categorical:
             ax.set_xticks(range(len(labels)), labels, rotation=20)
         elif kind in COUNT_KINDS:
@@ -62,6 +82,4 @@ def plot_sweep(summary: pd.DataFrame, cfg: AblateConfig, out: Path) -> Path:
         ax.legend(fontsize=8)
     fig.suptitle(f"{cfg.name}: downstream F1 vs {kind.replace('_', ' ')}")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    return out
+    return fig

@@ -41,7 +41,7 @@ from mlflow.entities import Metric
 
 from wearssl.ablate.evaluation import EvaluationPlan, evaluation_plan, prepare_datasets
 from wearssl.ablate.plots import plot_sweep
-from wearssl.ablate.points import AblationTrial, trial_specs
+from wearssl.ablate.points import REFERENCE, AblationTrial, trial_specs, value_label
 from wearssl.ablate.pretraining import (
     PretrainPlan,
     base_pretrain_config,
@@ -60,16 +60,19 @@ from wearssl.ablate.trial import (
     RECORD_FILE,
     SweepContext,
     run_sweep_trials,
+    score_line,
     trial_folder,
     trial_stem,
 )
 from wearssl.config import flatten
-from wearssl.config.ablate import AblateConfig
+from wearssl.config.ablate import COUNT_KINDS, AblateConfig
 from wearssl.config.base import with_settings
 from wearssl.config.pretrain import PretrainConfig
 from wearssl.config.roots import default_roots
 from wearssl.data import corpus
-from wearssl.downstream.datasets import dataset_digest, file_digest
+from wearssl.downstream.datasets import DatasetPlan, dataset_digest, file_digest
+from wearssl.downstream.metrics import tracked_metric
+from wearssl.downstream.tracked_runs import FINISHED_TAG, open_run, start_tags, timestamp_tag
 from wearssl.downstream.tune_run import TuneSettings, experiment_name
 from wearssl.infra import ray_runtime as runtime
 from wearssl.infra import tracking
@@ -81,8 +84,6 @@ from wearssl.infra.mlflow_runs import (
     log_config,
     log_metrics,
     log_params,
-    record_run,
-    recorded_run,
 )
 from wearssl.models.resolve import resolve_weights
 from wearssl.pretrain.train import ensure_corpus
@@ -127,18 +128,61 @@ def decisive_inputs(
     }
 
 
+def sweep_description(cfg: AblateConfig, datasets: tuple[DatasetPlan, ...]) -> str:
+    """The sweep's parent run description: job, config, swept kind and values, datasets."""
+    values = ", ".join(value_label(cfg.sweep.kind, value) for value in cfg.sweep.values)
+    series = cfg.sweep.series
+    also = f" in series of {series.kind.replace('_', ' ')}" if series else ""
+    return (
+        f"Ablation {cfg.name!r}: {cfg.sweep.kind.replace('_', ' ')} {values}{also}, "
+        f"{cfg.sweep.seeds} seed(s), evaluated on "
+        f"{', '.join(plan.name for plan in datasets)}; one child run per point and seed."
+    )
+
+
 def sweep_run(
-    client: mlflow.MlflowClient, cfg: AblateConfig, sweep_dir: Path, uri: str, tags: dict
+    client: mlflow.MlflowClient,
+    cfg: AblateConfig,
+    sweep_dir: Path,
+    uri: str,
+    tags: dict,
+    description: str,
 ) -> str:
     """The sweep's parent run: the one an interrupted run of this sweep recorded, or new."""
-    record = sweep_dir / RUN_RECORD
-    previous = recorded_run(client, record, uri)
-    if previous is not None:
-        return previous
-    run = client.create_run(tracking.experiment_id(EXPERIMENT, uri), run_name=cfg.name, tags=tags)
-    log_params(client, run.info.run_id, flatten(cfg))
-    record_run(record, run.info.run_id, uri)
-    return run.info.run_id
+    create = {
+        "experiment_id": tracking.experiment_id(EXPERIMENT, uri),
+        "run_name": cfg.name,
+        "tags": {**tags, **start_tags(description, time.time())},
+    }
+    return open_run(client, sweep_dir / RUN_RECORD, uri, create, flatten(cfg))
+
+
+def point_steps(kind: str, summary: pd.DataFrame) -> dict[str, int]:
+    """The MLflow step of each point (by its ``x_label``): the swept value itself where it
+    is a count (subjects), else the point's index in the sweep; 0 for the reference."""
+    points = summary[summary["x_label"] != REFERENCE].drop_duplicates("x_label")
+    if kind in COUNT_KINDS:
+        steps = {row.x_label: int(row.x) for row in points.itertuples()}
+    else:
+        steps = {label: index for index, label in enumerate(points["x_label"])}
+    return {**steps, REFERENCE: 0}
+
+
+def sweep_metrics(kind: str, series_kind: str | None, summary: pd.DataFrame) -> list[Metric]:
+    """Per point, dataset and arm (and series value), the mean and SD of the test macro F1:
+    ``test/<dataset>/<arm>[/<series kind>_<value>]/f1_macro_mean``, stepped per
+    :func:`point_steps`."""
+    now = int(time.time() * 1000)
+    steps = point_steps(kind, summary)
+    metrics = []
+    for row in summary.itertuples():
+        series = f"/{series_kind}_{row.series}" if series_kind and row.series else ""
+        for column in ("f1_mean", "f1_sd"):
+            value = getattr(row, column)
+            if finite(value):
+                name = f"test/{row.dataset}/{row.arm}{series}/{tracked_metric(column)}"
+                metrics.append(Metric(name, float(value), now, steps[row.x_label]))
+    return metrics
 
 
 def log_sweep_results(
@@ -149,18 +193,19 @@ def log_sweep_results(
     results_dir: Path,
     extra: dict[str, float],
 ) -> None:
-    """Per point (as the step) and arm, the mean F1; the results folder and config."""
+    """The sweep's metrics (:func:`sweep_metrics`; where the steps are indices, each
+    point's value as the parameter ``step.<index>``), the results folder and config."""
     now = int(time.time() * 1000)
-    steps = {label: i for i, label in enumerate(dict.fromkeys(summary["x_label"]))}
     metrics = [Metric(k, float(v), now, 0) for k, v in extra.items()]
-    for row in summary.itertuples():
-        suffix = f".{row.series}" if row.series else ""
-        for column in ("f1_mean", "f1_sd"):
-            value = getattr(row, column)
-            if finite(value):
-                name = f"{row.dataset}.{row.arm}{suffix}.{column}"
-                metrics.append(Metric(name, float(value), now, steps[row.x_label]))
-    log_metrics(client, run_id, metrics)
+    series_kind = cfg.sweep.series.kind if cfg.sweep.series else None
+    log_metrics(client, run_id, metrics + sweep_metrics(cfg.sweep.kind, series_kind, summary))
+    if cfg.sweep.kind not in COUNT_KINDS:
+        steps = point_steps(cfg.sweep.kind, summary)
+        log_params(
+            client,
+            run_id,
+            {f"step.{step}": label for label, step in steps.items() if label != REFERENCE},
+        )
     client.log_artifacts(run_id, str(results_dir), artifact_path="results")
     log_config(client, run_id, cfg)
 
@@ -206,7 +251,7 @@ def run_ablation(cfg: AblateConfig) -> AblationResult:
                 trial_pretrain_config(pretrain_plan, spec)
     client = mlflow.MlflowClient(tracking_uri=uri)
     tags["tune_experiment"] = experiment
-    parent = sweep_run(client, cfg, sweep_dir, uri, tags)
+    parent = sweep_run(client, cfg, sweep_dir, uri, tags, sweep_description(cfg, datasets))
     context = SweepContext(
         name=cfg.name,
         kind=cfg.sweep.kind,
@@ -233,7 +278,12 @@ def run_ablation(cfg: AblateConfig) -> AblationResult:
         folder=trial_stem,
         errored="resume",
         what="sweep",
+        describe=score_line,
         max_failures=cfg.resources.max_failures,
+        # Reused trial processes are idle when Tune ends them with the experiment; a process
+        # still shutting down then (the last trials' own) is killed mid-way, and prints the
+        # SystemExit of Ray's SIGTERM handler as an ignored exception's traceback.
+        reuse_actors=True,
     )
     with tracking.run_outcome(parent, uri):
         run_sweep_trials(specs, context, settings)
@@ -262,11 +312,12 @@ def run_ablation(cfg: AblateConfig) -> AblationResult:
             summary,
             results_dir,
             {
-                "trials": len(records),
-                "max_concurrent_trials": max_overlap(intervals),
-                "wall_s": wall_s,
+                "sweep/trials": len(records),
+                "sweep/max_concurrent_trials": max_overlap(intervals),
+                "time/sweep_s": wall_s,
             },
         )
+        client.set_tag(parent, FINISHED_TAG, timestamp_tag(time.time()))
     return AblationResult(
         sweep_dir=sweep_dir,
         tracking_uri=uri,

@@ -32,10 +32,18 @@ from wearssl.ablate.evaluation import (
 from wearssl.ablate.points import AblationTrial, value_label
 from wearssl.ablate.pretraining import PretrainPlan, pretrain_stage, trial_pretrain_config
 from wearssl.config import flatten
+from wearssl.downstream.metrics import tracked_metric
+from wearssl.downstream.tracked_runs import (
+    FINISHED_TAG,
+    PARENT_TAG,
+    open_run,
+    start_tags,
+    timestamp_tag,
+)
 from wearssl.downstream.tune_run import TuneSettings, run_trials
 from wearssl.infra import tracking
 from wearssl.infra.files import add_marker, write_json
-from wearssl.infra.mlflow_runs import RUN_RECORD, finite, log_params, record_run, recorded_run
+from wearssl.infra.mlflow_runs import RUN_RECORD, finite
 
 RECORD_FILE = "record.json"
 SCORES_FILE = "scores.csv"
@@ -66,25 +74,28 @@ def trial_folder(sweep_dir: str | Path, stem: str) -> Path:
     return Path(sweep_dir) / "trials" / stem
 
 
+def trial_description(context: SweepContext, spec: AblationTrial) -> str:
+    """The trial's MLflow description: job, config, swept kind and point, seed, arms."""
+    point = ", ".join(f"{kind} {value_label(kind, value)}" for kind, value in spec.point.items())
+    what = "pre-trains a model, then evaluates" if spec.pretrain is not None else "evaluates"
+    return (
+        f"Ablation {context.name!r} of {context.kind.replace('_', ' ')}: "
+        f"{point or 'the reference arms, without pre-training'}, seed {spec.seed}; "
+        f"{what} arms {', '.join(spec.arms)} on "
+        f"{', '.join(plan.name for plan in context.evaluation.datasets)}."
+    )
+
+
 def child_run(
-    client: mlflow.MlflowClient, context: SweepContext, spec: AblationTrial, folder: Path
+    client: mlflow.MlflowClient,
+    context: SweepContext,
+    spec: AblationTrial,
+    folder: Path,
+    started: float,
 ) -> str:
     """The trial's MLflow run under the sweep's parent: the one an earlier execution
-    recorded (set running again), else a new one with the trial's parameters."""
-    record = folder / RUN_RECORD
-    previous = recorded_run(client, record, context.tracking_uri)
-    if previous is not None:
-        return previous
-    run = client.create_run(
-        context.experiment_id,
-        run_name=f"{context.name}/{spec.key}",
-        tags={
-            "mlflow.parentRunId": context.parent_run_id,
-            "trial": spec.key,
-            "role": spec.role,
-            "git_commit": context.git_commit,
-        },
-    )
+    recorded (set running again), else a new RUNNING one starting at ``started`` (seconds
+    since the epoch) with the trial's description, ``started_at`` and parameters."""
     params: dict[str, Any] = {
         "sweep.kind": context.kind,
         "seed": spec.seed,
@@ -96,30 +107,62 @@ def child_run(
     if spec.pretrain is not None:
         merged = trial_pretrain_config(context.pretrain, spec)
         params.update({f"pretrain.{k}": v for k, v in flatten(merged).items()})
-    log_params(client, run.info.run_id, params)
-    record_run(record, run.info.run_id, context.tracking_uri)
-    return run.info.run_id
+    create = {
+        "experiment_id": context.experiment_id,
+        "run_name": f"{context.name}/{spec.key}",
+        "start_time": int(started * 1000),
+        "tags": {
+            PARENT_TAG: context.parent_run_id,
+            "trial": spec.key,
+            "role": spec.role,
+            "git_commit": context.git_commit,
+            **start_tags(trial_description(context, spec), started),
+        },
+    }
+    return open_run(client, folder / RUN_RECORD, context.tracking_uri, create, params)
+
+
+def pretrain_metric(key: str) -> str | None:
+    """A pre-training metric as the trial logs it, ``<stage>/pretrain_<name>``, for its
+    losses and task accuracies (named ``val/loss`` or ``val_loss``); None for the rest."""
+    stage, slash, name = key.partition("/")
+    if not slash:
+        stage, _, name = key.partition("_")
+    if stage not in ("train", "val", "test") or not (name == "loss" or "acc" in name):
+        return None
+    return f"{stage}/pretrain_{name}"
 
 
 def trial_metrics(record: dict[str, Any]) -> dict[str, float]:
-    """The numbers a trial reports to Tune and logs to its MLflow run."""
+    """The numbers a trial reports to Tune and logs to its MLflow run: ``time/`` durations,
+    the pre-training's losses and accuracies, and ``test/<dataset>/<arm>/<metric>`` per
+    dataset and arm."""
     metrics = {
-        "started_at": record["started_at"],
-        "finished_at": record["finished_at"],
-        "wall_s": record["finished_at"] - record["started_at"],
-        "eval_wall_s": record["eval_wall_s"],
+        "time/trial_s": record["finished_at"] - record["started_at"],
+        "time/eval_s": record["eval_wall_s"],
     }
     pretrain = record.get("pretrain")
     if pretrain:
-        metrics["pretrain_wall_s"] = pretrain["finished_at"] - pretrain["started_at"]
-        metrics["pretrain_epochs"] = pretrain["epochs"]
-        for key in ("train_loss", "val_loss", *(k for k in pretrain["metrics"] if "acc" in k)):
-            if key in pretrain["metrics"]:
-                metrics[f"pretrain_{key}"] = pretrain["metrics"][key]
+        metrics["time/pretrain_s"] = pretrain["finished_at"] - pretrain["started_at"]
+        metrics["train/pretrain_epochs"] = pretrain["epochs"]
+        for key, value in pretrain["metrics"].items():
+            name = pretrain_metric(key)
+            if name is not None:
+                metrics[name] = value
     for row in record["summary"]:
         for column in SCORE_SUMMARY:
-            metrics[f"{row['dataset']}.{row['arm']}.{column}"] = row[column]
+            metrics[f"test/{row['dataset']}/{row['arm']}/{tracked_metric(column)}"] = row[column]
     return {k: float(v) for k, v in metrics.items() if finite(v)}
+
+
+def score_line(metrics: dict[str, Any]) -> str:
+    """How a finished trial's line tells its scores: each arm's mean test macro F1."""
+    scores = [
+        f"{name.split('/')[2]} {value:.3f}"
+        for name, value in metrics.items()
+        if name.startswith("test/") and name.endswith("/f1_macro_mean")
+    ]
+    return f"test macro F1 {', '.join(scores)}" if scores else "no scores"
 
 
 def sweep_trial(spec: AblationTrial, context: SweepContext, evaluate: Evaluate) -> None:
@@ -134,7 +177,7 @@ def sweep_trial(spec: AblationTrial, context: SweepContext, evaluate: Evaluate) 
     add_marker(folder / EXECUTIONS, spec.key)
     started = time.time()
     client = mlflow.MlflowClient(tracking_uri=context.tracking_uri)
-    run_id = child_run(client, context, spec, folder)
+    run_id = child_run(client, context, spec, folder, started)
     with tracking.run_outcome(run_id, context.tracking_uri):
         pretrain = None
         init = context.init
@@ -159,6 +202,7 @@ def sweep_trial(spec: AblationTrial, context: SweepContext, evaluate: Evaluate) 
         client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
         if pretrain:
             client.set_tag(run_id, "pretrain_run_id", pretrain["run_id"])
+        client.set_tag(run_id, FINISHED_TAG, timestamp_tag(record["finished_at"]))
     write_json(record_path, record)
     tune.report(metrics)
 

@@ -107,12 +107,38 @@ class Plots(StrictModel):
     umap_windows: int = Field(2000, ge=10, description="windows drawn for the UMAP")
 
 
+# What a registered model's name may hold, filled in per dataset: the network
+# (harnet<window seconds>), the config's name and the dataset's name.
+MODEL_NAME_FIELDS = ("network", "config", "dataset")
+MODEL_NAME_EXAMPLE = {"network": "harnet10", "config": "quickstart", "dataset": "synthetic"}
+
+
 class Export(StrictModel):
     enabled: bool = True
     registered_model: str | None = Field(
-        "harnet-{dataset}",
-        description="MLflow model name ({dataset} is filled in); None: no registry",
+        "{network}-har-{config}-{dataset}",
+        description="MLflow model name, <network>-har-<config>-<dataset> by default "
+        "({network}, {config} and {dataset} are filled in); None: no registry",
     )
+
+    @model_validator(mode="after")
+    def _known_name_fields(self) -> Export:
+        if self.registered_model is None:
+            return self
+        try:
+            self.registered_model.format(**MODEL_NAME_EXAMPLE)
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(
+                f"registered_model {self.registered_model!r} may hold only "
+                f"{', '.join('{' + f + '}' for f in MODEL_NAME_FIELDS)} ({err!r})"
+            ) from None
+        return self
+
+    def model_name(self, network: str, config: str, dataset: str) -> str | None:
+        """The registered model's name for one dataset; None: no registry."""
+        if self.registered_model is None:
+            return None
+        return self.registered_model.format(network=network, config=config, dataset=dataset)
 
 
 class Tracking(StrictModel):

@@ -4,8 +4,10 @@
 (:class:`~wearssl.downstream.trial.TrialSpec`), runs them concurrently within the
 cluster's resources (:mod:`wearssl.downstream.evaluate_trials`), and turns the trials'
 saved test predictions into per-subject scores, the results table (CSV + Markdown), plots,
-MLflow runs (a parent per dataset, a child per trial) and an exported best model per
-dataset.
+MLflow runs and an exported best model per dataset. A dataset's parent run is opened
+before its trials start; each trial opens its own child run when it starts and closes it
+when it ends (:mod:`wearssl.downstream.tracked_runs`); the parent gets the per-arm scores,
+artifacts and model when the trials are done.
 
 Output folder ``OUTPUT = output_dir/name`` (a local or shared-filesystem path, since
 trials on every node write to it)::
@@ -17,6 +19,7 @@ trials on every node write to it)::
     trials/DATASET/         per trial: record (JSON), test predictions (Parquet), attempts
     results/                scores.csv (per test subject), summary.csv, results.md, trials.csv
     plots/DATASET/          confusion matrix per arm, UMAP
+    mlflow/EXPERIMENT/      the records naming each dataset's parent run and each trial's run
     export/DATASET.pt       the best fine-tuned model with its HMM, for the prediction job
 
 The Tune experiment's name is the config's ``name`` plus a digest of everything that
@@ -27,9 +30,9 @@ evaluation (finished trials are kept, not redone) and a changed config starts af
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
@@ -53,8 +56,13 @@ from wearssl.downstream.evaluate_trials import (
     run_evaluation_trials,
     tune_settings,
 )
-from wearssl.downstream.export import ExportedModel, export_best_model, register_export
-from wearssl.downstream.metrics import summarise
+from wearssl.downstream.export import (
+    ExportedModel,
+    ModelCard,
+    export_best_model,
+    register_export,
+)
+from wearssl.downstream.metrics import summarise, tracked_metric
 from wearssl.downstream.plots import confusion_plots, umap_plot
 from wearssl.downstream.results import (
     TrialRun,
@@ -63,25 +71,24 @@ from wearssl.downstream.results import (
     trials_frame,
     write_results,
 )
+from wearssl.downstream.tracked_runs import (
+    FINISHED_TAG,
+    PARENT_RECORD,
+    TrialRuns,
+    open_run,
+    start_tags,
+    timestamp_tag,
+)
 from wearssl.downstream.transfer import TransferSource, ensure_transfer_source, plan_transfer_source
 from wearssl.downstream.trial import TrialSettings, TrialSpec, trial_specs
 from wearssl.downstream.tune_run import experiment_name
 from wearssl.infra import ray_runtime as runtime
 from wearssl.infra import tracking
 from wearssl.infra.files import storage_location
-from wearssl.infra.mlflow_runs import finite, job_tags, log_config, log_metrics, log_params
+from wearssl.infra.mlflow_runs import finite, job_tags, log_config, log_metrics
 from wearssl.models.resolve import resolve_weights
 
 EXPERIMENT = "evaluate"
-TRIAL_METRICS = (
-    "f1_mean",
-    "kappa_mean",
-    "accuracy_mean",
-    "val_loss",
-    "best_epoch",
-    "epochs",
-    "n_test_subjects",
-)
 ARM_METRICS = ("f1_mean", "f1_sd", "kappa_mean", "kappa_sd", "accuracy_mean")
 
 
@@ -111,6 +118,7 @@ class EvaluateResult:
             f"- {d.name}: {d.exported.path} ({d.exported.arm}, {d.exported.trial}"
             + (
                 f"; registered {d.exported.registered_name} v{d.exported.registered_version}"
+                f" @{d.exported.alias}"
                 if d.exported.registered_version
                 else ""
             )
@@ -189,39 +197,54 @@ def plan_trials(cfg: EvaluateConfig, inputs: Inputs) -> list[TrialSpec]:
     ]
 
 
-def log_trial_run(
-    client: mlflow.MlflowClient, experiment: str, parent: str, record: dict[str, Any], uri: str
-) -> str:
-    """A child run per trial: params = the trial's place in the plan, metrics = its mean
-    scores plus the per-epoch losses."""
-    run_id = client.create_run(
-        experiment,
-        run_name=record["key"],
-        tags={"mlflow.parentRunId": parent, "trial": record["key"], "arm": record["arm"]},
-    ).info.run_id
-    with tracking.run_outcome(run_id, uri):
-        log_params(
-            client, run_id, {k: record[k] for k in ("dataset", "arm", "fold", "fold_index", "seed")}
-        )
-        now = int(time.time() * 1000)
-        scalars = {k: record[k] for k in TRIAL_METRICS}
-        scalars["wall_s"] = record["finished_at"] - record["started_at"]
-        metrics = [Metric(k, float(v), now, 0) for k, v in scalars.items() if finite(v)]
-        for epoch in record["history"]:
-            for k in ("train_loss", "val_loss"):
-                if finite(epoch[k]):
-                    metrics.append(Metric(f"epoch_{k}", float(epoch[k]), now, int(epoch["epoch"])))
-        log_metrics(client, run_id, metrics)
-    return run_id
+def dataset_description(cfg: EvaluateConfig, data: LabelledSet) -> str:
+    """A dataset's parent run description: job, config, dataset, arms."""
+    return (
+        f"Evaluation {cfg.name!r} on dataset {data.name} ({len(data.labels)} windows of "
+        f"{len(np.unique(data.subjects))} subjects): arms {', '.join(cfg.arms)}, one child "
+        "run per arm, fold and seed."
+    )
+
+
+def open_parents(
+    cfg: EvaluateConfig, inputs: Inputs, records: Path, uri: str, tags: dict[str, str]
+) -> TrialRuns:
+    """Each dataset's parent run, RUNNING before its trials start: the one an interrupted
+    run of the same experiment recorded under ``records``, else a new one with the config
+    and the dataset's size as parameters."""
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = tracking.experiment_id(EXPERIMENT, uri)
+    parents = {}
+    for name, data in inputs.datasets.items():
+        create = {
+            "experiment_id": experiment,
+            "run_name": f"{cfg.name}/{name}",
+            "tags": {
+                **tags,
+                "dataset": name,
+                **start_tags(dataset_description(cfg, data), time.time()),
+            },
+        }
+        params = {
+            **flatten(cfg),
+            "dataset.name": name,
+            "dataset.windows": len(data.labels),
+            "dataset.subjects": len(np.unique(data.subjects)),
+            "dataset.window_seconds": data.window_seconds,
+        }
+        parents[name] = open_run(client, records / name / PARENT_RECORD, uri, create, params)
+    return TrialRuns(uri, experiment, parents, str(records), cfg.name)
 
 
 def dataset_plots(
-    cfg: EvaluateConfig, data: LabelledSet, selected: list[TrialRun], plot_dir: Path,
-    pretrained: Path | None,
+    cfg: EvaluateConfig, data: LabelledSet, selected: list[TrialRun], summary: pd.DataFrame,
+    plot_dir: Path, pretrained: Path | None,
 ) -> list[Path]:  # fmt: skip
     plots = []
     if cfg.plots.confusion:
-        plots += confusion_plots(selected, data.name, data.label_names, plot_dir)
+        rows = summary[summary["dataset"] == data.name]
+        f1 = dict(zip(rows["arm"], rows["f1_mean"], strict=True))
+        plots += confusion_plots(selected, data.name, data.label_names, plot_dir, f1)
     if cfg.plots.umap:
         plots.append(
             umap_plot(
@@ -235,6 +258,17 @@ def dataset_plots(
     return plots
 
 
+def arm_metrics(summary: pd.DataFrame, dataset: str) -> list[Metric]:
+    """The dataset's per-arm scores as a parent's metrics, ``test/<arm>/<metric>``."""
+    now = int(time.time() * 1000)
+    return [
+        Metric(f"test/{row.arm}/{tracked_metric(m)}", float(getattr(row, m)), now, 0)
+        for row in summary[summary["dataset"] == dataset].itertuples()
+        for m in ARM_METRICS
+        if finite(getattr(row, m))
+    ]
+
+
 def finish_dataset(
     cfg: EvaluateConfig,
     data: LabelledSet,
@@ -242,58 +276,38 @@ def finish_dataset(
     selected: list[TrialRun],
     summary: pd.DataFrame,
     output: Path,
+    parent: str,
     uri: str,
-    tags: dict[str, str],
     pretrained: Path | None,
 ) -> DatasetOutcome:
-    """Plots, export and MLflow runs of one dataset."""
+    """Plots and export of one dataset, and its parent run's scores, artifacts and model."""
     name = data.name
     plot_dir = output / "plots" / name
-    plots = dataset_plots(cfg, data, selected, plot_dir, pretrained)
+    plots = dataset_plots(cfg, data, selected, summary, plot_dir, pretrained)
     exported = None
     if cfg.export.enabled:
         folds = evaluation_folds(data.subjects, cfg.protocol)
         exported = export_best_model(data, folds, summary, selected, output / "export")
     client = mlflow.MlflowClient(tracking_uri=uri)
-    experiment = tracking.experiment_id(EXPERIMENT, uri)
-    parent = client.create_run(
-        experiment, run_name=f"{cfg.name}/{name}", tags={**tags, "dataset": name}
-    ).info.run_id
-    with tracking.run_outcome(parent, uri):
-        log_params(
-            client,
+    log_metrics(client, parent, arm_metrics(summary, name))
+    client.log_artifacts(parent, str(output / "results"), artifact_path="results")
+    if plots:
+        client.log_artifacts(parent, str(plot_dir), artifact_path="plots")
+    client.log_artifacts(parent, str(output / "trials" / name), artifact_path="predictions")
+    log_config(client, parent, cfg)
+    if exported is not None:
+        register_export(
+            exported,
             parent,
-            {
-                **flatten(cfg),
-                "dataset.name": name,
-                "dataset.windows": len(data.labels),
-                "dataset.subjects": len(np.unique(data.subjects)),
-                "dataset.window_seconds": data.window_seconds,
-            },
+            cfg.export.model_name(f"harnet{data.window_seconds}", cfg.name, name),
+            uri,
+            ModelCard(cfg.name, name, list(data.label_names)),
         )
-        children = [
-            log_trial_run(client, experiment, parent, r.record, uri)
-            for r in runs
-            if r.record["dataset"] == name
-        ]
-        now = int(time.time() * 1000)
-        arm_metrics = [
-            Metric(f"{row.arm}.{m}", float(getattr(row, m)), now, 0)
-            for row in summary[summary["dataset"] == name].itertuples()
-            for m in ARM_METRICS
-            if finite(getattr(row, m))
-        ]
-        log_metrics(client, parent, arm_metrics)
-        client.log_artifacts(parent, str(output / "results"), artifact_path="results")
-        if plots:
-            client.log_artifacts(parent, str(plot_dir), artifact_path="plots")
-        client.log_artifacts(parent, str(output / "trials" / name), artifact_path="predictions")
-        log_config(client, parent, cfg)
-        if exported is not None:
-            registered = cfg.export.registered_model
-            register_export(
-                exported, parent, registered.format(dataset=name) if registered else None, uri
-            )
+    client.set_tag(parent, FINISHED_TAG, timestamp_tag(time.time()))
+    # a trial that finished before trials had runs of their own has no "run_id"
+    children = [
+        r.record["run_id"] for r in runs if r.record["dataset"] == name and "run_id" in r.record
+    ]
     return DatasetOutcome(name, parent, children, plots, exported)
 
 
@@ -314,18 +328,32 @@ def run_evaluation(cfg: EvaluateConfig) -> EvaluateResult:
     name = experiment_name(cfg.name, decisive_inputs(specs))
     storage = storage_location(cfg.resources.storage_path or str(output / "tune"))
     settings = tune_settings(name, storage, cfg.resources, ray.cluster_resources(), max_concurrent)
-    runs = run_evaluation_trials(specs, settings, output)
-    selected = select_runs(runs, cfg.protocol.selection)
-    n_classes = {name: len(data.label_names) for name, data in inputs.datasets.items()}
-    scores = scores_from_predictions(selected, n_classes, cfg.protocol.selection)
-    summary = summarise(scores)
-    trials = trials_frame(runs)
-    markdown = write_results(output / "results", scores, summary, trials)
     tags = {**job_tags(cluster), "tune_experiment": name, "pretrained": cfg.pretrained or ""}
-    outcomes = [
-        finish_dataset(cfg, data, runs, selected, summary, output, uri, tags, inputs.pretrained)
-        for data in inputs.datasets.values()
-    ]
+    trial_runs = open_parents(cfg, inputs, output / "mlflow" / name, uri, tags)
+    with ExitStack() as parents_open:
+        for parent in trial_runs.parents.values():
+            parents_open.enter_context(tracking.run_outcome(parent, uri))
+        runs = run_evaluation_trials(specs, settings, output, trial_runs)
+        selected = select_runs(runs, cfg.protocol.selection)
+        n_classes = {name: len(data.label_names) for name, data in inputs.datasets.items()}
+        scores = scores_from_predictions(selected, n_classes, cfg.protocol.selection)
+        summary = summarise(scores)
+        trials = trials_frame(runs)
+        markdown = write_results(output / "results", scores, summary, trials)
+        outcomes = [
+            finish_dataset(
+                cfg,
+                data,
+                runs,
+                selected,
+                summary,
+                output,
+                trial_runs.parents[data.name],
+                uri,
+                inputs.pretrained,
+            )
+            for data in inputs.datasets.values()
+        ]
     return EvaluateResult(
         output=output,
         tracking_uri=uri,

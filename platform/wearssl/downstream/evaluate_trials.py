@@ -1,5 +1,6 @@
 """The evaluation's trials on Ray Tune: the trainable around :func:`run_trial`, the files
-each trial leaves (record, test predictions, attempt markers), and what the job reads back.
+each trial leaves (record, test predictions, attempt markers), its MLflow run (opened when
+it starts, closed when it ends), and what the job reads back.
 
 Output folder ``OUTPUT/trials/DATASET/``, per trial ``ARM-FOLD-sSEED``: ``.json`` (the
 record), ``.parquet`` (the test predictions) and ``attempts/`` (one file per execution).
@@ -15,16 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mlflow
+from mlflow.entities import Metric
 from ray import tune
 
 from wearssl.config.evaluate import Resources
 from wearssl.config.vocabulary import FOREST
 from wearssl.downstream.datasets import dataset_digest, file_digest
 from wearssl.downstream.results import TrialRun, mean_scores, predictions_table
+from wearssl.downstream.tracked_runs import FINISHED_TAG, TrialRuns, timestamp_tag
 from wearssl.downstream.trial import TrialOutcome, TrialSpec, run_trial
 from wearssl.downstream.tune_run import TuneSettings, result_spec, run_trials
 from wearssl.infra import ray_runtime as runtime
+from wearssl.infra import tracking
 from wearssl.infra.files import add_marker, write_json, write_parquet
+from wearssl.infra.mlflow_runs import finite, log_metrics
 from wearssl.models.export import CLASSIFIER_FILE
 from wearssl.models.harnet import save_checkpoint
 
@@ -64,37 +70,87 @@ def decisive_inputs(specs: list[TrialSpec]) -> dict[str, Any]:
     }
 
 
-def evaluation_trial(spec: TrialSpec, output: str, trial: TrialFunction) -> None:
-    """The body of a Tune trial: run ``spec`` (``trial``: :func:`run_trial`), save its test
-    predictions and record, report its scores (and its model as a checkpoint)."""
+def trial_description(spec: TrialSpec, config_name: str) -> str:
+    """The trial's MLflow description: job, config, dataset, arm, fold and seed."""
+    return (
+        f"Evaluation {config_name!r}, dataset {spec.dataset.name}: arm {spec.arm} "
+        f"trained on fold {spec.fold} with seed {spec.seed}."
+    )
+
+
+def evaluation_trial(spec: TrialSpec, output: str, trial: TrialFunction, runs: TrialRuns) -> None:
+    """The body of a Tune trial: open its MLflow run, run ``spec`` (``trial``:
+    :func:`run_trial`), save its test predictions and record, log its results and close
+    the run, report its scores (and its model as a checkpoint)."""
     started = time.time()
     files = TrialFiles.of(output, spec)
     add_marker(files.attempts, spec.key)
-    outcome = trial(spec)
-    fold, arm = outcome.fold, outcome.arm
-    write_parquet(
-        files.predictions,
-        predictions_table(spec.labels(), outcome.data, fold, arm.probabilities),
+    run_id = runs.start(
+        spec.dataset.name,
+        trial_folder(spec),
+        trial_description(spec, runs.config_name),
+        tags={"trial": spec.key, "arm": spec.arm},
+        params=spec.labels(),
+        started=started,
     )
-    record = {
-        **spec.labels(),
-        "key": spec.key,
-        "val_loss": arm.val_loss,
-        "best_epoch": arm.best_epoch,
-        "epochs": len(arm.history),
-        "history": [vars(epoch) for epoch in arm.history],
-        "n_train": len(fold.train),
-        "n_val": len(fold.val),
-        "n_test": len(fold.test),
-        "n_test_subjects": len(outcome.scores),
-        "started_at": started,
-        "finished_at": time.time(),
-        "predictions": str(files.predictions),
-        **mean_scores(outcome.scores),
-    }
+    with tracking.run_outcome(run_id, runs.uri):
+        outcome = trial(spec)
+        fold, arm = outcome.fold, outcome.arm
+        write_parquet(
+            files.predictions,
+            predictions_table(spec.labels(), outcome.data, fold, arm.probabilities),
+        )
+        record = {
+            **spec.labels(),
+            "key": spec.key,
+            "run_id": run_id,
+            "val_loss": arm.val_loss,
+            "best_epoch": arm.best_epoch,
+            "epochs": len(arm.history),
+            "history": [vars(epoch) for epoch in arm.history],
+            "n_train": len(fold.train),
+            "n_val": len(fold.val),
+            "n_test": len(fold.test),
+            "n_test_subjects": len(outcome.scores),
+            "started_at": started,
+            "finished_at": time.time(),
+            "predictions": str(files.predictions),
+            **mean_scores(outcome.scores),
+        }
+        log_trial_results(mlflow.MlflowClient(tracking_uri=runs.uri), run_id, record)
     write_json(files.record, record)
     metrics = {k: v for k, v in record.items() if isinstance(v, (int, float, str))}
     report_with_model(metrics, spec, outcome)
+
+
+def trial_metrics(record: dict[str, Any]) -> list[Metric]:
+    """A trial's MLflow metrics: ``test/`` mean scores over its test subjects, ``val/`` and
+    ``train/`` losses per epoch (the epoch as the step) and of the kept epoch, and
+    ``time/trial_s``."""
+    now = int(time.time() * 1000)
+    scalars = {
+        "test/f1_macro_mean": record["f1_mean"],
+        "test/kappa_mean": record["kappa_mean"],
+        "test/accuracy_mean": record["accuracy_mean"],
+        "test/subjects": record["n_test_subjects"],
+        "val/best_loss": record["val_loss"],
+        "train/best_epoch": record["best_epoch"],
+        "train/epochs": record["epochs"],
+        "time/trial_s": record["finished_at"] - record["started_at"],
+    }
+    metrics = [Metric(k, float(v), now, 0) for k, v in scalars.items() if finite(v)]
+    for epoch in record["history"]:
+        for stage in ("train", "val"):
+            loss = epoch[f"{stage}_loss"]
+            if finite(loss):
+                metrics.append(Metric(f"{stage}/loss", float(loss), now, int(epoch["epoch"])))
+    return metrics
+
+
+def log_trial_results(client: mlflow.MlflowClient, run_id: str, record: dict[str, Any]) -> None:
+    """The trial's metrics (:func:`trial_metrics`) and ``finished_at`` on its run."""
+    log_metrics(client, run_id, trial_metrics(record))
+    client.set_tag(run_id, FINISHED_TAG, timestamp_tag(record["finished_at"]))
 
 
 def report_with_model(metrics: dict[str, Any], spec: TrialSpec, outcome: TrialOutcome) -> None:
@@ -110,6 +166,11 @@ def report_with_model(metrics: dict[str, Any], spec: TrialSpec, outcome: TrialOu
             extra={key: value for key, value in spec.labels().items() if key != "fold_index"},
         )
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def score_line(metrics: dict[str, Any]) -> str:
+    """How a finished trial's line tells its score: the mean test macro F1."""
+    return f"test macro F1 {metrics.get('f1_mean', float('nan')):.3f}"
 
 
 def trial_resources(resources: Resources, cluster: dict[str, float]):
@@ -149,17 +210,20 @@ def tune_settings(
         folder=trial_folder,
         errored="restart",
         what="evaluation",
+        describe=score_line,
         reuse_actors=True,
     )
 
 
 def run_evaluation_trials(
-    specs: list[TrialSpec], settings: TuneSettings, output: Path
+    specs: list[TrialSpec], settings: TuneSettings, output: Path, runs: TrialRuns
 ) -> list[TrialRun]:
-    """Run (or resume) the experiment of ``specs``; every trial's record and model
-    checkpoint. The trainable is handed the trial function, so a test can substitute one
-    that fails."""
-    grid = run_trials(evaluation_trial, specs, settings, output=str(output), trial=run_trial)
+    """Run (or resume) the experiment of ``specs``, each trial's MLflow run under its
+    dataset's parent in ``runs``; every trial's record and model checkpoint. The trainable
+    is handed the trial function, so a test can substitute one that fails."""
+    grid = run_trials(
+        evaluation_trial, specs, settings, output=str(output), trial=run_trial, runs=runs
+    )
     by_folder = {trial_folder(spec): spec for spec in specs}
     runs = []
     for result in grid:

@@ -1,9 +1,16 @@
 """The evaluation's export: per dataset, the best fine-tuned model with the HMM of its
 training fold, as a prediction model (:mod:`wearssl.models.export`), logged and registered
-in MLflow for the prediction job."""
+in MLflow for the prediction job.
+
+A registered version carries a description (what it predicts, its labels, dataset, config
+and test macro F1), its score as the tag :data:`SCORE_TAG`, and an alias: ``champion``
+when its mean test macro F1 is at least the current champion's, else ``challenger``; so
+``models:/NAME@champion`` is the best version registered so far.
+"""
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -12,17 +19,32 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from wearssl.config.vocabulary import NEURAL_ARMS
+from wearssl.data.corpus import SAMPLE_RATE_HZ, window_samples
 from wearssl.data.labelled_set import LabelledSet
 from wearssl.data.splits import Fold
 from wearssl.downstream.finetune import predict_probabilities
 from wearssl.downstream.results import TrialRun, validation_loss
-from wearssl.infra.mlflow_runs import log_model
+from wearssl.infra.mlflow_runs import RegisteredVersion, log_model
 from wearssl.models.export import CLASSIFIER_FILE, load_classifier, save_prediction_model
 from wearssl.models.harnet import HarNet
 from wearssl.models.hmm import HmmParams, fit_hmm, label_sequences
 from wearssl.models.resolve import CHECKPOINT_ARTIFACT
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+SCORE_TAG = "test_f1_macro_mean"  # a registered version's mean test macro F1
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a registered model's description says beyond the export itself."""
+
+    config_name: str
+    dataset: str
+    labels: list[str]
 
 
 @dataclass
@@ -35,6 +57,7 @@ class ExportedModel:
     f1_mean: float
     registered_name: str | None = None
     registered_version: str | None = None
+    alias: str | None = None
 
 
 def export_best_model(
@@ -105,20 +128,75 @@ def fold_hmm(model: HarNet, data: LabelledSet, fold: Fold) -> HmmParams:
     return fit_hmm(sequences, probabilities, data.labels[fold.val], len(data.label_names))
 
 
+def model_description(exported: ExportedModel, card: ModelCard, window_seconds: int) -> str:
+    """A registered version's description: what it predicts, from what, and how well."""
+    return (
+        f"Predicts the activity of each {window_seconds}-s window of wrist acceleration "
+        f"(3 axes in g at {SAMPLE_RATE_HZ} Hz, {window_samples(window_seconds)} samples) as "
+        f"one of: {', '.join(card.labels)}. Arm {exported.arm} of evaluation "
+        f"{card.config_name!r} on dataset {card.dataset} (trial {exported.trial}); mean test "
+        f"macro F1 {exported.f1_mean:.3f} over test subjects."
+    )
+
+
+def alias_for(score: float, champion_score: float | None) -> str:
+    """``champion`` for a version scoring at least the champion (or when there is none or
+    its score is unknown), else ``challenger``."""
+    if champion_score is None or math.isnan(champion_score):
+        return CHAMPION
+    return CHAMPION if score >= champion_score else CHALLENGER
+
+
+def champion_score(client: mlflow.MlflowClient, name: str) -> float | None:
+    """The mean test macro F1 of ``name``'s champion version (its :data:`SCORE_TAG`);
+    None when it has no champion, NaN when the champion's score is unknown."""
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+    return float(champion.tags.get(SCORE_TAG, "nan"))
+
+
+def set_alias(client: mlflow.MlflowClient, name: str, version: str, score: float) -> str:
+    """Give version ``version`` of ``name`` the alias :func:`alias_for` chooses; the alias."""
+    alias = alias_for(score, champion_score(client, name))
+    client.set_registered_model_alias(name, alias, version)
+    return alias
+
+
 def register_export(
-    exported: ExportedModel, run_id: str, registered_name: str | None, uri: str
+    exported: ExportedModel,
+    run_id: str,
+    registered_name: str | None,
+    uri: str,
+    card: ModelCard,
 ) -> ExportedModel:
     """Log the export to the dataset's parent run as ``checkpoint/harnet.pt`` (so
-    :func:`wearssl.models.resolve.resolve_weights` finds it) with an ``mlflow.pytorch`` model,
-    registered under ``registered_name`` when given."""
+    :func:`wearssl.models.resolve.resolve_weights` finds it) with an ``mlflow.pytorch``
+    model, registered under ``registered_name`` when given, with its description, score
+    and alias (``champion`` or ``challenger``)."""
     client = mlflow.MlflowClient(tracking_uri=uri)
     folder, name = CHECKPOINT_ARTIFACT.rsplit("/", 1)
     with tempfile.TemporaryDirectory() as staging:
         shutil.copyfile(exported.path, Path(staging) / name)
         client.log_artifact(run_id, str(Path(staging) / name), artifact_path=folder)
-    model, _ = load_classifier(exported.path)
-    version = log_model(run_id, model, registered_name, uri)
+    model, content = load_classifier(exported.path)
+    seconds = int(content["window_seconds"])
+    registered = None
     if registered_name:
+        registered = RegisteredVersion(
+            registered_name,
+            model_description(exported, card, seconds),
+            {
+                SCORE_TAG: f"{exported.f1_mean:.6f}",
+                "dataset": card.dataset,
+                "arm": exported.arm,
+                "config": card.config_name,
+            },
+        )
+    version = log_model(run_id, model, uri, window_samples(seconds), len(card.labels), registered)
+    if registered_name and version is not None:
         exported.registered_name = registered_name
         exported.registered_version = version
+        exported.alias = set_alias(client, registered_name, version, exported.f1_mean)
     return exported

@@ -26,6 +26,13 @@ REFERENCE_ARMS = {"f1_rel_vs_scratch": "scratch", "f1_rel_vs_forest": "forest"}
 SUMMARY_METRICS = {"f1": "f1_macro", "kappa": "kappa", "accuracy": "accuracy"}
 
 
+def tracked_metric(column: str) -> str:
+    """A summary column's MLflow name: the score it summarises and the statistic
+    (``f1_mean`` -> ``f1_macro_mean``, ``kappa_sd`` -> ``kappa_sd``)."""
+    name, statistic = column.rsplit("_", 1)
+    return f"{SUMMARY_METRICS[name]}_{statistic}"
+
+
 def per_subject_scores(
     y_true: np.ndarray, y_pred: np.ndarray, subjects: np.ndarray, labels: list[int]
 ) -> pd.DataFrame:

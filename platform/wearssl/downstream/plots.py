@@ -18,14 +18,13 @@ from wearssl.downstream.results import TrialRun, read_predictions
 from wearssl.models.harnet import harnet
 
 
-def plot_confusion(
-    predictions: pd.DataFrame, label_names: list[str], title: str, out: Path
-) -> Path:
-    """Confusion matrix normalised by true class (rows sum to 1)."""
+def confusion_figure(predictions: pd.DataFrame, label_names: list[str], title: str) -> Figure:
+    """Confusion matrix coloured by the share of each true class (rows sum to 1), each
+    cell showing its count of windows."""
     k = len(label_names)
-    matrix = confusion_matrix(
-        predictions["y_true"], predictions["y_pred"], labels=list(range(k)), normalize="true"
-    )
+    counts = confusion_matrix(predictions["y_true"], predictions["y_pred"], labels=list(range(k)))
+    totals = counts.sum(axis=1, keepdims=True)
+    matrix = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
     size = 1.2 + 0.6 * k
     fig = Figure(figsize=(size + 1.5, size))
     ax = fig.subplots()
@@ -33,7 +32,7 @@ def plot_confusion(
     for i in range(k):
         for j in range(k):
             colour = "white" if matrix[i, j] > 0.5 else "black"
-            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", color=colour, fontsize=8)
+            ax.text(j, i, f"{counts[i, j]:,}", ha="center", va="center", color=colour, fontsize=8)
     ax.set_xticks(range(k), label_names, rotation=45, ha="right")
     ax.set_yticks(range(k), label_names)
     ax.set_xlabel("predicted")
@@ -41,15 +40,18 @@ def plot_confusion(
     ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of true class")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    return out
+    return fig
 
 
 def confusion_plots(
-    runs: list[TrialRun], dataset: str, label_names: list[str], out_dir: Path
+    runs: list[TrialRun],
+    dataset: str,
+    label_names: list[str],
+    out_dir: Path,
+    f1_by_arm: dict[str, float],
 ) -> list[Path]:
-    """One matrix per arm over all its (selected) trials' test windows."""
+    """One matrix per arm over all its (selected) trials' test windows, titled with the
+    arm's mean macro F1 over test subjects (``f1_by_arm``)."""
     paths = []
     arms = sorted({r.record["arm"] for r in runs if r.record["dataset"] == dataset})
     for arm in arms:
@@ -59,11 +61,11 @@ def confusion_plots(
             if r.record["dataset"] == dataset and r.record["arm"] == arm
         ]
         predictions = pd.concat(frames, ignore_index=True)
-        paths.append(
-            plot_confusion(
-                predictions, label_names, f"{dataset}: {arm}", out_dir / f"confusion-{arm}.png"
-            )
-        )
+        title = f"{dataset}: {arm}, macro F1 {f1_by_arm[arm]:.3f}"
+        out = out_dir / f"confusion-{arm}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        confusion_figure(predictions, label_names, title).savefig(out, dpi=120)
+        paths.append(out)
     return paths
 
 
@@ -80,9 +82,15 @@ def network_features(
     ).numpy()
 
 
-def umap_plot(
-    data: LabelledSet, pretrained: Path | None, max_windows: int, seed: int, out: Path
-) -> Path:
+def umap_title(dataset: str, drawn: int, asked: int) -> str:
+    """The UMAP figure's title: how many windows it drew, and that it is fewer than asked
+    when the set holds fewer."""
+    if drawn < asked:
+        return f"{dataset}: UMAP of {drawn:,} windows (all the set holds; {asked:,} asked)"
+    return f"{dataset}: UMAP of {drawn:,} windows"
+
+
+def umap_figure(data: LabelledSet, pretrained: Path | None, max_windows: int, seed: int) -> Figure:
     """UMAP of flattened raw windows, untrained harnet features and pre-trained features
     (when given), on at most ``max_windows`` windows drawn at random, coloured by activity."""
     import umap
@@ -116,8 +124,15 @@ def umap_plot(
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0][0].legend(markerscale=3, fontsize=8, loc="best")
-    fig.suptitle(f"{data.name}: UMAP of {len(chosen)} windows")
+    fig.suptitle(umap_title(data.name, len(chosen), max_windows))
     fig.tight_layout()
+    return fig
+
+
+def umap_plot(
+    data: LabelledSet, pretrained: Path | None, max_windows: int, seed: int, out: Path
+) -> Path:
+    """:func:`umap_figure` saved to ``out``."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    umap_figure(data, pretrained, max_windows, seed).savefig(out, dpi=110)
     return out

@@ -4,6 +4,7 @@ The evaluation and the ablations both plan their trials as frozen specs, name th
 experiment after a digest of what decides the results (:func:`experiment_name`), and run
 the specs as a grid of a function trainable (:func:`run_trials`). A trial that failed for
 good makes the run raise :class:`TrialsFailed`; the finished ones are kept for the re-run.
+Tune prints nothing of its own; each trial that ends is one line (:class:`TrialLines`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from typing import Any
 from ray import tune
 
 from wearssl.downstream.datasets import value_digest
-from wearssl.infra.tune import ErroredTrials, experiment_path, restore_or_create
+from wearssl.infra.tune import (
+    SILENT,
+    ErroredTrials,
+    TrialLines,
+    experiment_path,
+    fit_silently,
+    restore_or_create,
+)
 
 TRIAL_PARAM = "trial"  # the key of a trial's spec in its Tune config
 
@@ -34,8 +42,9 @@ def experiment_name(name: str, decisive: Any) -> str:
 @dataclass(frozen=True)
 class TuneSettings:
     """How a job's experiment runs: its name and storage, how many trials at once, each
-    trial's resources (fixed, or a function of its spec), retries, and what a resumed run
-    does with trials that had errored."""
+    trial's resources (fixed, or a function of its spec), retries, what a resumed run
+    does with trials that had errored, and how a finished trial's line tells its score
+    (``describe``, from the metrics it reported)."""
 
     name: str
     storage: str
@@ -44,6 +53,7 @@ class TuneSettings:
     folder: Callable[[Any], str]  # a trial's folder in the storage, from its spec
     errored: ErroredTrials
     what: str  # how messages name the experiment
+    describe: Callable[[dict[str, Any]], str]
     max_failures: int = 0
     reuse_actors: bool = False
 
@@ -91,13 +101,15 @@ def run_trials(
             name=settings.name,
             storage_path=settings.storage,
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            verbose=1,
+            # No CheckpointConfig(num_to_keep): a trial saves one checkpoint at most, and
+            # num_to_keep forces a snapshot of the experiment per checkpoint (Tune warns).
+            verbose=SILENT,
+            callbacks=[TrialLines(settings.what, settings.describe)],
         ),
         errored=settings.errored,
         what=settings.what,
     )
-    grid = tuner.fit()
+    grid = fit_silently(tuner)
     by_folder = {settings.folder(spec): spec for spec in specs}
     failed = [failure_line(result, by_folder) for result in grid if result.error is not None]
     if failed:

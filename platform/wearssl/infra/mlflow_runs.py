@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import torch
 import yaml
 from mlflow.entities import Metric, Param
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
 from pydantic import BaseModel
 from torch import nn
 
@@ -23,6 +27,16 @@ RUN_RECORD = "mlflow_run.json"
 CONFIG_ARTIFACT = "config.yaml"
 PARAM_BATCH = 100
 METRIC_BATCH = 500
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """How a logged model is registered: the registered model's name, the description of
+    it and of the new version, and the version's tags."""
+
+    name: str
+    description: str
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def finite(value: Any) -> bool:
@@ -59,19 +73,51 @@ def log_config(client: mlflow.MlflowClient, run_id: str, config: BaseModel) -> N
         client.log_artifact(run_id, str(path))
 
 
-def log_model(run_id: str, model: nn.Module, registered_name: str | None, uri: str) -> str | None:
-    """Log ``model`` to run ``run_id`` as an ``mlflow.pytorch`` model named ``model``,
-    registered under ``registered_name`` when given; the registered version or None."""
+def model_signature(window_samples: int, n_classes: int) -> ModelSignature:
+    """What a logged classifier takes and gives: float32 batches of 3-axis windows of
+    ``window_samples`` samples, and one logit per class."""
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 3, window_samples))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_classes))]),
+    )
+
+
+def log_model(
+    run_id: str,
+    model: nn.Module,
+    uri: str,
+    window_samples: int,
+    n_classes: int,
+    registered: RegisteredVersion | None = None,
+) -> str | None:
+    """Log the classifier ``model`` to run ``run_id`` as an ``mlflow.pytorch`` model named
+    ``model``, with its signature (:func:`model_signature`) and a one-window input example;
+    registered per ``registered`` (its description on the registered model and the
+    version, its tags on the version) when given. The registered version, or None."""
     mlflow.set_tracking_uri(uri)
+    example = np.zeros((1, 3, window_samples), dtype=np.float32)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
             model,
             name="model",
-            registered_model_name=registered_name,
+            registered_model_name=registered.name if registered else None,
+            signature=model_signature(window_samples, n_classes),
+            input_example=example,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            # "pt2", the format MLflow recommends over pickle, traces the network with the
+            # input example and fixes every dimension of size 1: with a one-window example
+            # the logged model would accept batches of one window only.
             serialization_format="pickle",
         )
-    return str(info.registered_model_version) if registered_name else None
+    if registered is None:
+        return None
+    version = str(info.registered_model_version)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    client.update_registered_model(registered.name, description=registered.description)
+    client.update_model_version(registered.name, version, description=registered.description)
+    for key, value in registered.tags.items():
+        client.set_model_version_tag(registered.name, version, key, value)
+    return version
 
 
 def recorded_run(client: mlflow.MlflowClient, record: Path, uri: str) -> str | None:
