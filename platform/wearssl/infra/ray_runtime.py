@@ -30,14 +30,18 @@ log = logging.getLogger(__name__)
 QUIET_ENV = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
 # "1": the job shows Ray's and MLflow's own logs (``--verbose``); read by every process.
 VERBOSE_ENV = "WEARSSL_VERBOSE"
-# Read by Ray Data and Ray Train when they start in a process. Train's structured logging
-# re-routes every ``print`` of a training worker into its logger, so the console shows it
-# twice, and prints its controller's progress (resource requests, each TrainingReport) at
-# INFO; without it, ``ray.train`` logs through the ``ray`` logger and its level.
-QUIET_RAY_ENV = {
+# Read by Ray Data, Ray Train, Ray Tune and MLflow where they start work in a process.
+# Train's structured logging re-routes every ``print`` of a training worker into its
+# logger, so the console shows it twice, and prints its controller's progress (resource
+# requests, each TrainingReport) at INFO; without it, ``ray.train`` logs through the
+# ``ray`` logger and its level. Tune warns when it saves its state more often than every
+# 5 s, which short trials always do; MLflow draws a progress bar per artifact download.
+QUIET_LIBRARY_ENV = {
     "RAY_DATA_LOG_LEVEL": "WARNING",
     "RAY_TRAIN_ENABLE_CONTROLLER_STRUCTURED_LOGGING": "0",
     "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 QUIET_LOGGERS = {
     "ray": logging.WARNING,
@@ -86,7 +90,7 @@ def quiet_process() -> None:
     """Hide Ray's and MLflow's own logs below WARNING (and the noisy ones of
     :data:`QUIET_LOGGERS` below ERROR) in this process; environment values a person set
     win. Every Ray worker of a quiet job runs it when it starts (its setup hook)."""
-    for key, value in QUIET_RAY_ENV.items():
+    for key, value in QUIET_LIBRARY_ENV.items():
         os.environ.setdefault(key, value)
     for name, level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
