@@ -172,9 +172,13 @@ def pages(client: MlflowClient) -> tuple[list[Page], list[str]]:
     return shown, missing
 
 
+# The button beside a parent run's name in an experiment's run table (no accessible name).
+EXPANDER = 'button[data-component-id*="runnamecellrenderer"]'
+
+
 def expand_parent_runs(page) -> None:
-    """Open every parent run's children in an experiment's run table (the ``+`` buttons)."""
-    for button in page.get_by_role("button", name="Expand").all():
+    """Show every parent run's children in an experiment's run table (its ``+`` button)."""
+    for button in page.locator(EXPANDER).all():
         button.click()
     page.wait_for_timeout(PAGE_SETTLE_MS // 2)
 
@@ -202,6 +206,8 @@ def screenshot(address: str, shown: list[Page], out: Path, browser_path: str) ->
         for item in shown:
             page.goto(f"{address}/#{item.route}", wait_until="load")
             page.wait_for_timeout(PAGE_SETTLE_MS)
+            page.keyboard.press("Escape")  # a first visit's announcement (model registry)
+            page.wait_for_timeout(PAGE_SETTLE_MS // 5)
             if item.name == "evaluate-runs":
                 expand_parent_runs(page)
             path = out / f"{item.name}.png"
