@@ -447,7 +447,8 @@ def test_job_writes_figures_summary_and_an_mlflow_run(
     assert run.data.params["attribution.methods"] == "['input_x_gradient', 'lrp']"
     assert math.isfinite(run.data.metrics["area/aot.lrp"])
     assert run.data.metrics["windows/aot.count"] == 6  # 3 held-out windows, each also reversed
-    assert {name.split("/")[0] for name in run.data.metrics} == {"windows", "area", "relevance"}
+    groups = {name.split("/")[0] for name in run.data.metrics}
+    assert groups == {"windows", "area", "relevance", "masking"}
     history = mlflow.MlflowClient(sqlite_tracking).get_metric_history(
         result.run_id, "masking/aot.random.confidence"
     )
