@@ -149,7 +149,7 @@ def method_style(index: int) -> dict[str, object]:
 def plot_masking_curves(explanation: Explanation, title: str) -> Figure:
     """Mean confidence in the original prediction against the fraction of time points
     removed, most relevant first, per method, and in random order (the reference)."""
-    figure = Figure(figsize=(6, 4), layout="tight")
+    figure = Figure(figsize=(8.5, 4), layout="tight")
     ax = figure.subplots()
     percent = 100 * explanation.fractions
     ax.plot(
@@ -173,6 +173,13 @@ def plot_masking_curves(explanation: Explanation, title: str) -> Figure:
     ax.set_ylabel("mean confidence in the original prediction")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, title="removal order", title_fontsize=8)
+    # beside the axes: inside, it would cover curves that stay high
+    ax.legend(
+        fontsize=8,
+        title="removal order",
+        title_fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+    )
     ax.set_title(title, fontsize=10)
     return figure
