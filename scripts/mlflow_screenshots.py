@@ -13,6 +13,7 @@ no browser download needed) then saves PNGs in ``--out`` (default ``mlflow-scree
   pre-training experiment, its newest run's overview and its metric charts;
 - ``evaluate-runs.png``, ``evaluate-parent.png``, ``evaluate-child.png``: the evaluation
   experiment with its parent runs expanded, the newest parent's overview and one child's;
+- ``explain-run.png``, ``explain-run-metrics.png``: the newest explanation and its charts;
 - ``models.png``, ``model.png``: the registered models and the first one's versions.
 
 A page whose run or model is missing from the store is skipped with a note.
@@ -54,6 +55,7 @@ PAGE_SETTLE_MS = 5000
 VIEWPORT = {"width": 1600, "height": 1500}
 PRETRAIN_EXPERIMENT = "wearssl-pretrain"
 EVALUATE_EXPERIMENT = "wearssl-evaluate"
+EXPLAIN_EXPERIMENT = "wearssl-explain"
 PARENT_TAG = "mlflow.parentRunId"
 
 
@@ -163,6 +165,14 @@ def pages(client: MlflowClient) -> tuple[list[Page], list[str]]:
             missing.append(f"evaluation run {parent.info.run_id} has no child runs")
         else:
             shown.append(Page("evaluate-child", run_route(child)))
+    explain = newest_run(client, EXPLAIN_EXPERIMENT, parents_only=True)
+    if explain is None:
+        missing.append(f"no run in {EXPLAIN_EXPERIMENT}")
+    else:
+        shown += [
+            Page("explain-run", run_route(explain)),
+            Page("explain-run-metrics", run_route(explain, "model-metrics")),
+        ]
     shown.append(Page("models", "/models"))
     models = client.search_registered_models(max_results=1)
     if models:

@@ -183,12 +183,13 @@ def _head_metrics(result: HeadResult) -> tuple[dict[str, float], dict[int, dict[
 
 
 def run_description(cfg: ExplainConfig, heads: list[str], windows: int) -> str:
-    """The run's description in the MLflow UI: what was explained, how, and where."""
+    """The run's description in the MLflow UI (Markdown): what was explained, how, where."""
+    figures = ", ".join(f"masking_{head}.png" for head in heads)
     return (
         f"Relevance of the heads {', '.join(heads)} of `{cfg.model}` on {windows} drawn windows "
         f"({', '.join(cfg.attribution.methods)}), and its faithfulness: the confidence "
         "left as the most relevant time points are removed, against a random order "
-        "(masking_<head>.png, metrics area/ and masking/). Figures and summary: "
+        f"({figures}; metrics area/ and masking/). Figures and summary: "
         f"{Path(cfg.output_dir) / cfg.name}."
     )
 
