@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from pathlib import Path
 
 import mlflow
@@ -15,10 +16,15 @@ from wearssl.config import ConfigError, load_config
 from wearssl.config.explain import Attribution, ExplainConfig, LabelledWindows, Masking
 from wearssl.data.labelled_set import LabelledSet, write_labelled_set
 from wearssl.explain.attribution import load_explained_model, run_explain
-from wearssl.explain.explanation import RANDOM_ORDER, explain_chunk, explain_windows
+from wearssl.explain.explanation import (
+    RANDOM_ORDER,
+    Explanation,
+    explain_chunk,
+    explain_windows,
+)
 from wearssl.explain.masking import area_between, mask_time_points, time_scores, top_time_points
 from wearssl.explain.network import explained_network, model_heads, prediction_confidence
-from wearssl.explain.plots import example_forms
+from wearssl.explain.plots import example_forms, plot_masking_curves
 from wearssl.explain.relevance import METHODS, attribute, lrp
 from wearssl.explain.windows import labelled_windows, pretext_windows
 from wearssl.models.harnet import CheckpointError, harnet, save_checkpoint
@@ -222,6 +228,31 @@ def test_pretext_windows_pair_each_window_with_its_transform():
     assert np.array_equal(windows, x) and labels.tolist() == [0] * 4
 
 
+def test_masking_curves_differ_in_colour_line_style_and_marker_and_are_labelled():
+    methods = ["integrated_gradients", "deeplift", "input_x_gradient", "lrp"]
+    fractions = np.array([0.0, 0.1, 0.5])
+    falling = np.tile(np.array([0.9, 0.6, 0.3]), (4, 1))
+    explanation = Explanation(
+        fractions=fractions,
+        predicted=np.zeros(4, dtype=int),
+        confidence=np.full(4, 0.9),
+        explained_output=np.ones(4),
+        relevance={method: np.zeros((4, 3, 8)) for method in methods},
+        masked_confidence={order: falling for order in [RANDOM_ORDER, *methods]},
+    )
+    ax = plot_masking_curves(explanation, "tiny").axes[0]
+    lines = ax.get_lines()
+    assert len(lines) == 5
+    assert len({line.get_color() for line in lines}) == 5
+    assert len({line.get_marker() for line in lines}) == 5
+    solid_or_dotted = [line.get_linestyle() for line in lines[1:4]]
+    assert lines[0].get_linestyle() == "--" and len({"--", *solid_or_dotted}) == 4
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend[0] == "random order"
+    assert [label.split(" ")[0] for label in legend[1:]] == methods
+    assert ax.get_xlabel() and ax.get_ylabel()
+
+
 def test_permuted_example_is_its_segments_reordered_at_the_marked_cuts():
     window = np.arange(3 * 300, dtype=np.float32).reshape(3, 300)
     forms = example_forms(window, seed=3)
@@ -414,12 +445,21 @@ def test_job_writes_figures_summary_and_an_mlflow_run(
     assert "| lrp |" in (out / "summary.md").read_text()
     run = mlflow.MlflowClient(sqlite_tracking).get_run(result.run_id)
     assert run.data.params["attribution.methods"] == "['input_x_gradient', 'lrp']"
-    assert math.isfinite(run.data.metrics["aot.lrp.area"])
-    assert run.data.metrics["aot.windows"] == 6  # 3 held-out windows, each also reversed
+    assert math.isfinite(run.data.metrics["area/aot.lrp"])
+    assert run.data.metrics["windows/aot.count"] == 6  # 3 held-out windows, each also reversed
+    groups = {name.split("/")[0] for name in run.data.metrics}
+    assert groups == {"windows", "area", "relevance", "masking"}
     history = mlflow.MlflowClient(sqlite_tracking).get_metric_history(
-        result.run_id, "aot.random.confidence"
+        result.run_id, "masking/aot.random.confidence"
     )
     assert sorted(m.step for m in history) == [0, 100, 500]
+    tags = run.data.tags
+    assert "aot" in tags["mlflow.note.content"] and "lrp" in tags["mlflow.note.content"]
+    started = datetime.fromisoformat(tags["started_at"])
+    assert started.tzinfo is not None
+    assert started <= datetime.fromisoformat(tags["finished_at"])
+    assert tags["mlflow.source.name"] == "wearssl explain"
+    assert tags["mlflow.source.type"] == "JOB"
     logged = {a.path for a in mlflow.MlflowClient(sqlite_tracking).list_artifacts(result.run_id)}
     assert "masking_aot.png" in logged
     assert "relevance_aot.png" not in logged  # it pictures a raw window: local only by default

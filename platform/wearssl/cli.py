@@ -77,12 +77,18 @@ def run_job(
     config_path: str | None,
     overrides: Sequence[str],
     job: Callable[[Schema], Any],
+    verbose: bool = False,
+    job_name: str | None = None,
 ) -> int:
-    """Load and validate the config, run the job, turn user errors into one clear line."""
-    from wearssl.infra.ray_runtime import QUIET_ENV
+    """Load and validate the config, run the job, turn user errors into one clear line.
+    Ray's and MLflow's own logs show only when ``verbose``; ``job_name`` is the source its
+    MLflow runs name (:func:`wearssl.infra.mlflow_runs.job_tags`)."""
+    from wearssl.infra.ray_runtime import set_console
+    from wearssl.infra.tracking import JOB_ENV
 
-    for key, value in QUIET_ENV.items():
-        os.environ.setdefault(key, value)
+    set_console(verbose)
+    if job_name:
+        os.environ[JOB_ENV] = job_name
     try:
         cfg = load_config(schema, config_path, overrides)
         result = job(cfg)

@@ -27,6 +27,12 @@ def add_config_arguments(
         help="print the merged, validated config (every key, defaults included) as YAML and exit",
     )
     parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show Ray's and MLflow's own logs (worker and controller chatter, "
+        "INFO messages, library warnings), hidden by default",
+    )
+    parser.add_argument(
         "overrides", nargs="*", help=f"key=value overrides, e.g. {override_example}"
     )
 
@@ -57,4 +63,11 @@ def run_config_job(
         return print_config(schema, args)
     from wearssl.cli import run_job
 
-    return run_job(schema, args.config, args.overrides, load_job())
+    return run_job(
+        schema,
+        args.config,
+        args.overrides,
+        load_job(),
+        verbose=args.verbose,
+        job_name=args.command,
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 from functools import lru_cache
@@ -20,6 +21,8 @@ KEY_ENV = "WEARSSL_PSEUDONYM_KEY"
 KEY_FILE_ENV = "WEARSSL_PSEUDONYM_KEY_FILE"
 DEFAULT_KEY_FILE = Path.home() / ".config" / "wearssl" / "pseudonym.key"
 PSEUDONYM_PREFIX = "p"
+
+log = logging.getLogger(__name__)
 
 
 def _key_file() -> Path:
@@ -40,6 +43,14 @@ def _load_key(env_key: str | None, key_file: Path) -> bytes:
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(key)
+    log.warning(
+        "created the pseudonymisation key %s (random, readable by you only): it keys the "
+        "subject pseudonyms of corpora, MLflow runs and reports. Keep it private, and keep "
+        "it to get the same pseudonyms again; %s or %s name another key",
+        key_file,
+        KEY_ENV,
+        KEY_FILE_ENV,
+    )
     return key
 
 

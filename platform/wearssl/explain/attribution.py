@@ -64,6 +64,7 @@ from wearssl.explain.plots import example_forms, plot_masking_curves, plot_relev
 from wearssl.explain.windows import corpus_windows, labelled_windows, pretext_windows
 from wearssl.infra import ray_runtime as runtime
 from wearssl.infra import tracking
+from wearssl.infra.mlflow_runs import job_tags
 from wearssl.models.export import load_classifier
 from wearssl.models.harnet import (
     CheckpointError,
@@ -158,25 +159,39 @@ def _save(figure: Figure, path: Path) -> str:
 
 def _head_metrics(result: HeadResult) -> tuple[dict[str, float], dict[int, dict[str, float]]]:
     """``{name: value}`` summaries, and the curves as ``{step: {name: value}}`` with the
-    step the fraction of time points removed in per mille."""
+    step the fraction of time points removed in per mille. Names are grouped, as MLflow's
+    chart sections show them: ``windows/`` (what was explained), ``area/`` (faithfulness),
+    ``relevance/`` (conservation) and ``masking/`` (the curves)."""
     explanation, head = result.explanation, result.head
-    values = {f"{head}.windows": float(len(explanation.predicted))}
+    values = {f"windows/{head}.count": float(len(explanation.predicted))}
     if result.accuracy is not None:
-        values[f"{head}.accuracy"] = result.accuracy
-    values[f"{head}.confidence_mean"] = float(explanation.confidence.mean())
+        values[f"windows/{head}.accuracy"] = result.accuracy
+    values[f"windows/{head}.confidence_mean"] = float(explanation.confidence.mean())
     curves: dict[int, dict[str, float]] = {}
     for order in [RANDOM_ORDER, *explanation.methods]:
         for fraction, value in zip(explanation.fractions, explanation.curve(order), strict=True):
             step = curves.setdefault(round(1000 * fraction), {})
-            step[f"{head}.{order}.confidence"] = float(value)
+            step[f"masking/{head}.{order}.confidence"] = float(value)
     for method in explanation.methods:
         areas = explanation.window_areas(method)
-        values[f"{head}.{method}.area"] = float(areas.mean())
-        values[f"{head}.{method}.area_sd"] = float(areas.std())
-        values[f"{head}.{method}.relevance_over_output_median"] = float(
+        values[f"area/{head}.{method}"] = float(areas.mean())
+        values[f"area/{head}.{method}.sd"] = float(areas.std())
+        values[f"relevance/{head}.{method}.over_output_median"] = float(
             np.median(explanation.relevance_over_output(method))
         )
     return values, curves
+
+
+def run_description(cfg: ExplainConfig, heads: list[str], windows: int) -> str:
+    """The run's description in the MLflow UI (Markdown): what was explained, how, where."""
+    figures = ", ".join(f"masking_{head}.png" for head in heads)
+    return (
+        f"Relevance of the heads {', '.join(heads)} of `{cfg.model}` on {windows} drawn windows "
+        f"({', '.join(cfg.attribution.methods)}), and its faithfulness: the confidence "
+        "left as the most relevant time points are removed, against a random order "
+        f"({figures}; metrics area/ and masking/). Figures and summary: "
+        f"{Path(cfg.output_dir) / cfg.name}."
+    )
 
 
 def summary_markdown(cfg: ExplainConfig, run_id: str, results: list[HeadResult]) -> str:
@@ -302,7 +317,12 @@ def run_explain(cfg: ExplainConfig) -> ExplainResult:
         raise ConfigError("data: no windows to explain")
     cluster = runtime.connect(cfg.resources.address)
     runtime.require_task_fits("resources.cpus_per_task", cfg.resources.cpus_per_task, cluster)
-    tags = {"git_commit": tracking.git_commit(), "model": cfg.model}
+    tags = {
+        **job_tags(cluster, EXPERIMENT),
+        "model": cfg.model,
+        tracking.DESCRIPTION_TAG: run_description(cfg, heads, len(drawn)),
+        tracking.STARTED_AT_TAG: tracking.utc_timestamp(),
+    }
     if model_run:
         tags["model_run_id"] = model_run
     with mlflow.start_run(
@@ -328,6 +348,7 @@ def run_explain(cfg: ExplainConfig) -> ExplainResult:
             logged += result.signal_figures if cfg.plots.log_signal_examples else []
         for name in logged:
             mlflow.log_artifact(str(out / name))
+        mlflow.set_tag(tracking.FINISHED_AT_TAG, tracking.utc_timestamp())
     return ExplainResult(run.info.run_id, uri, str(out), results)
 
 

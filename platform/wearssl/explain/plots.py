@@ -127,32 +127,59 @@ def _mark_segments(ax, forms: ExampleForms) -> None:
         ax.text(middle, high, f"seg {int(source) + 1}", ha="center", va="top", fontsize=7)
 
 
+# One style per attribution method: a colour of the Okabe-Ito palette (told apart with
+# colour-blindness too), a line style and a marker, so curves stay apart in grey print and
+# where they overlap. The random-order reference is black, dashed, with circles.
+METHOD_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7")
+METHOD_LINESTYLES = ("-", "-.", ":", (0, (5, 1, 1, 1, 1, 1)))
+METHOD_MARKERS = ("s", "^", "D", "v")
+RANDOM_STYLE = {"color": "black", "linestyle": "--", "marker": "o"}
+
+
+def method_style(index: int) -> dict[str, object]:
+    """Colour, line style and marker of the ``index``-th method's masking curve: the four
+    methods (:data:`wearssl.config.explain.MethodName`) share none of them."""
+    return {
+        "color": METHOD_COLOURS[index % len(METHOD_COLOURS)],
+        "linestyle": METHOD_LINESTYLES[index % len(METHOD_LINESTYLES)],
+        "marker": METHOD_MARKERS[index % len(METHOD_MARKERS)],
+    }
+
+
 def plot_masking_curves(explanation: Explanation, title: str) -> Figure:
-    """Mean confidence in the original prediction against the fraction removed."""
-    figure = Figure(figsize=(6, 4), layout="tight")
+    """Mean confidence in the original prediction against the fraction of time points
+    removed, most relevant first, per method, and in random order (the reference)."""
+    figure = Figure(figsize=(8.5, 4), layout="tight")
     ax = figure.subplots()
     percent = 100 * explanation.fractions
     ax.plot(
         percent,
         explanation.curve(RANDOM_ORDER),
-        color="black",
-        linestyle="--",
-        marker="o",
-        markersize=3,
+        markersize=4,
+        linewidth=1.5,
         label="random order",
+        **RANDOM_STYLE,
     )
-    for method in explanation.methods:
+    for index, method in enumerate(explanation.methods):
         ax.plot(
             percent,
             explanation.curve(method),
-            marker="o",
-            markersize=3,
+            markersize=4,
+            linewidth=1.5,
             label=f"{method} (area {explanation.area(method):+.3f})",
+            **method_style(index),
         )
-    ax.set_xlabel("time points removed (%)")
-    ax.set_ylabel("confidence in original prediction")
+    ax.set_xlabel("time points removed, most relevant first (%)")
+    ax.set_ylabel("mean confidence in the original prediction")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    # beside the axes: inside, it would cover curves that stay high
+    ax.legend(
+        fontsize=8,
+        title="removal order",
+        title_fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+    )
     ax.set_title(title, fontsize=10)
     return figure

@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+UNKNOWN_COMMIT = "unknown"  # outside a git checkout, or without git
+
 
 def git_commit(repo: str | Path | None = None) -> str:
-    """``HEAD`` of the repository at ``repo`` (default: this package's), or "unknown"."""
+    """``HEAD`` of the repository at ``repo`` (default: this package's), or
+    :data:`UNKNOWN_COMMIT`."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -19,4 +22,4 @@ def git_commit(repo: str | Path | None = None) -> str:
         )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return UNKNOWN_COMMIT

@@ -22,6 +22,7 @@ from torch import nn
 
 from wearssl.infra import tracking
 from wearssl.infra.files import write_json
+from wearssl.infra.git import UNKNOWN_COMMIT
 
 RUN_RECORD = "mlflow_run.json"
 CONFIG_ARTIFACT = "config.yaml"
@@ -45,13 +46,22 @@ def finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def job_tags(cluster: dict[str, float]) -> dict[str, str]:
-    """The tags every run of a job carries: the code's commit and the cluster's size."""
-    return {
-        "git_commit": tracking.git_commit(),
+def job_tags(cluster: dict[str, float], job: str | None = None) -> dict[str, str]:
+    """The tags every run of a job carries: the code's commit (``git_commit``, and MLflow's
+    own source tags, which its UI shows and links) and the cluster's size. ``job`` names
+    the job (default: the one the ``wearssl`` front door runs, :func:`tracking.current_job`).
+    """
+    commit = tracking.git_commit()
+    tags = {
+        "git_commit": commit,
+        "mlflow.source.name": f"wearssl {job or tracking.current_job()}",
+        "mlflow.source.type": "JOB",
         "cluster_cpus": f"{cluster.get('CPU', 0):g}",
         "cluster_gpus": f"{cluster.get('GPU', 0):g}",
     }
+    if commit != UNKNOWN_COMMIT:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
 
 
 def log_params(client: mlflow.MlflowClient, run_id: str, params: dict[str, Any]) -> None:

@@ -6,6 +6,12 @@ forever. Every job therefore plans its resources before it starts: training work
 that cannot fit on the cluster it sees is refused with a message naming the keys, and so
 is a per-task CPU request that no node can hold or that the plan leaves no room for
 (:func:`require_task_fits`): Ray would wait for it forever.
+
+What a job prints is the job's own: Ray's and MLflow's internal logs below WARNING, Ray
+Train's controller chatter and Ray Data's execution notes are hidden, in the driver and
+in every Ray worker (:func:`quiet_process`, run by each worker as its setup hook), unless
+the job runs with ``--verbose`` (:data:`VERBOSE_ENV`). Warnings and errors of the project's
+own code, in the driver or a worker, always reach the console.
 """
 
 from __future__ import annotations
@@ -22,6 +28,39 @@ from wearssl.errors import ResourcePlanError as ResourcePlanError
 log = logging.getLogger(__name__)
 
 QUIET_ENV = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+# "1": the job shows Ray's and MLflow's own logs (``--verbose``); read by every process.
+VERBOSE_ENV = "WEARSSL_VERBOSE"
+# Read by Ray Data, Ray Train, Ray Tune and MLflow where they start work in a process.
+# Train's structured logging re-routes every ``print`` of a training worker into its
+# logger, so the console shows it twice, and prints its controller's progress (resource
+# requests, each TrainingReport) at INFO; without it, ``ray.train`` logs through the
+# ``ray`` logger and its level. Tune warns when it saves its state more often than every
+# 5 s, which short trials always do; MLflow draws a progress bar per artifact download.
+QUIET_LIBRARY_ENV = {
+    "RAY_DATA_LOG_LEVEL": "WARNING",
+    "RAY_TRAIN_ENABLE_CONTROLLER_STRUCTURED_LOGGING": "0",
+    "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+QUIET_LOGGERS = {
+    "ray": logging.WARNING,
+    "ray.data": logging.WARNING,
+    # Warns that progress bars are off, which the quiet job asked for (:data:`QUIET_ENV`).
+    "ray.data._internal.progress": logging.ERROR,
+    # Polls the controller through the State API, which a Ray without its dashboard
+    # lacks: a warning every few seconds for as long as training runs.
+    "ray.train.v2._internal.execution.controller.placement_group_cleaner": logging.ERROR,
+    # Announces at every local start that Ray's default (token authentication) is on.
+    "ray._private.authentication.authentication_token_setup": logging.ERROR,
+    "mlflow": logging.WARNING,
+    # The project saves its networks with pickle on purpose (trusted files, any torch
+    # version); MLflow's advice against it would print at every model logged.
+    "mlflow.pytorch": logging.ERROR,
+}
+# Set where a job starts a local Ray, unless the environment says otherwise: one machine
+# has no nodes to be preempted, and Train's preemption watcher logs a core error at start.
+LOCAL_RAY_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +81,33 @@ class ResourcePlan:
         return max(1, math.ceil(self.cpus_per_worker))
 
 
+def verbose_requested() -> bool:
+    """Whether the job shows Ray's and MLflow's own logs (``--verbose``, :data:`VERBOSE_ENV`)."""
+    return os.environ.get(VERBOSE_ENV) == "1"
+
+
+def quiet_process() -> None:
+    """Hide Ray's and MLflow's own logs below WARNING (and the noisy ones of
+    :data:`QUIET_LOGGERS` below ERROR) in this process; environment values a person set
+    win. Every Ray worker of a quiet job runs it when it starts (its setup hook)."""
+    for key, value in QUIET_LIBRARY_ENV.items():
+        os.environ.setdefault(key, value)
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def set_console(verbose: bool) -> None:
+    """The job's console, decided once by its front door: Ray's and MLflow's own logs shown
+    (``verbose``), or hidden in this process now and in the Ray workers :func:`connect`
+    starts (:func:`quiet_process`)."""
+    os.environ[VERBOSE_ENV] = "1" if verbose else "0"
+    if verbose:
+        return
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    quiet_process()
+
+
 def connect(
     address: str | None = None, num_cpus: int | None = None, num_cpus_key: str = "--num-cpus"
 ) -> dict:
@@ -49,18 +115,35 @@ def connect(
     ``num_cpus`` CPUs (named ``num_cpus_key`` in errors; fewer than 1 is refused).
 
     Returns the cluster's total resources. A no-op when Ray is already initialised.
+    Unless :func:`verbose_requested`, the driver and every worker are quiet
+    (:func:`quiet_process`).
     """
     if num_cpus is not None and num_cpus < 1:
         raise ResourcePlanError(
             f"{num_cpus_key}={num_cpus}: a local Ray needs at least 1 CPU to run any task"
         )
     if not ray.is_initialized():
-        target = address or os.environ.get("RAY_ADDRESS")
-        if target:
-            ray.init(address=target, log_to_driver=True)
-        else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        _start_or_join(address or os.environ.get("RAY_ADDRESS"), num_cpus)
     return ray.cluster_resources()
+
+
+def _start_or_join(target: str | None, num_cpus: int | None) -> None:
+    """``ray.init`` for :func:`connect`: quiet workers unless :func:`verbose_requested`."""
+    options: dict = {"log_to_driver": True}
+    if not verbose_requested():
+        quiet_process()
+        # ray.init sets the driver's ``ray`` logger to its own level (INFO by default)
+        options["logging_level"] = QUIET_LOGGERS["ray"]
+        options["runtime_env"] = {
+            "worker_process_setup_hook": f"{__name__}.{quiet_process.__name__}"
+        }
+    if target in (None, "", "local"):
+        for key, value in LOCAL_RAY_ENV.items():
+            os.environ.setdefault(key, value)
+    if target:
+        ray.init(address=target, **options)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
 
 
 def plan_resources(

@@ -2,7 +2,8 @@
 
 - Store: ``MLFLOW_TRACKING_URI`` when set (a tracking server), else the embedded default,
   a SQLite file and an artifact folder under ``./mlruns``; ``mlflow ui`` on it shows every run.
-- One experiment per job kind (``wearssl-pretrain``, ``wearssl-evaluate``, ...).
+- One experiment per job kind (``wearssl-pretrain``, ``wearssl-evaluate``, ...), with a
+  description, and the tag that opens it in MLflow's model-training view.
 - Tags on every run: git commit, plus what the job adds (corpus manifest hash, cluster size).
 - Logging never kills the work: calls that fail (server unreachable) are kept and
   reported at the end (:class:`ResilientLogger`), and re-sent values that the store
@@ -24,6 +25,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,26 @@ HTTP_LIMITS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
 }
 REACHABLE_TIMEOUT_S = 5.0
+# Set by the ``wearssl`` front door to the job it runs: the source every run of it names.
+JOB_ENV = "WEARSSL_JOB"
+# The experiment tag MLflow's UI reads to choose an experiment's view; without it, an
+# experiment with no traces may open in the GenAI view (traces, evaluations, prompts).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"  # shown as "Machine learning"
+DESCRIPTION_TAG = "mlflow.note.content"  # a run's or experiment's description in the UI
+STARTED_AT_TAG = "started_at"  # when a job's run began and ended (ISO 8601, UTC)
+FINISHED_AT_TAG = "finished_at"
+EXPERIMENT_DESCRIPTIONS = {
+    "pretrain": "Self-supervised pre-training of harnet on unlabelled wrist accelerometry "
+    "(multi-task: arrow of time, permutation, time warp). One run per pre-training; its "
+    "model is registered as <network>-<stage>-<config>.",
+    "evaluate": "Downstream evaluation of pre-trained and baseline networks on labelled "
+    "activity sets: one parent run per evaluation, one child run per arm and fold.",
+    "ablate": "Ablation sweeps: one parent run per sweep, one child run per point "
+    "(pre-training and its evaluation).",
+    "explain": "Relevance maps of a model's heads and their faithfulness by masking: "
+    "figures, curves and a summary per run.",
+}
 
 
 def default_store(base: str | Path = ".") -> tuple[str, str]:
@@ -129,21 +151,58 @@ def run_outcome(run_id: str, uri: str) -> Iterator[None]:
             log.warning("could not mark MLflow run %s %s at %s: %s", run_id, status, uri, err)
 
 
+def utc_timestamp() -> str:
+    """Now, as the ``started_at``/``finished_at`` tags hold it: ISO 8601, UTC, seconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def current_job() -> str:
+    """The job the ``wearssl`` front door is running (:data:`JOB_ENV`), else ``"job"``."""
+    return os.environ.get(JOB_ENV) or "job"
+
+
+def experiment_description(job_kind: str) -> str:
+    """What the experiment of ``job_kind`` holds, shown on its page in the MLflow UI."""
+    return EXPERIMENT_DESCRIPTIONS.get(job_kind, f"Runs of the wearssl {job_kind} job.")
+
+
+def experiment_tags(job_kind: str) -> dict[str, str]:
+    """The tags of the experiment of ``job_kind``: its view in the UI and its description."""
+    return {
+        EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND,
+        DESCRIPTION_TAG: experiment_description(job_kind),
+    }
+
+
 def experiment_id(job_kind: str, uri: str | None = None) -> str:
-    """Id of the job kind's experiment, created on first use (artifacts next to a local store)."""
+    """Id of the job kind's experiment, created on first use (artifacts next to a local
+    store) with :func:`experiment_tags`; an existing one lacking them gets them."""
     name = EXPERIMENT_PREFIX + job_kind
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(name)
     if found is not None:
+        _add_missing_tags(client, found.experiment_id, found.tags, experiment_tags(job_kind))
         return found.experiment_id
     artifact_location = None
     if uri and uri.startswith("sqlite:///"):
         artifact_location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
     try:
-        return client.create_experiment(name, artifact_location=artifact_location)
+        return client.create_experiment(
+            name, artifact_location=artifact_location, tags=experiment_tags(job_kind)
+        )
     except mlflow.exceptions.MlflowException:
         # another process created it between our lookup and create
         return client.get_experiment_by_name(name).experiment_id
+
+
+def _add_missing_tags(
+    client: MlflowClient, experiment: str, held: dict[str, str], wanted: dict[str, str]
+) -> None:
+    """Set the ``wanted`` tags the experiment does not hold; a description or view a
+    person chose in the UI stays."""
+    for key, value in wanted.items():
+        if key not in held:
+            client.set_experiment_tag(experiment, key, value)
 
 
 def params_for_mlflow(flat: dict[str, Any]) -> dict[str, str]:
