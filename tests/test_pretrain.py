@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 import uuid
@@ -18,8 +19,9 @@ from wearssl.data import sampler as epochs
 from wearssl.infra import tracking
 from wearssl.infra.ray_runtime import ResourcePlan, ResourcePlanError, plan_resources
 from wearssl.models.harnet import harnet, load_checkpoint
+from wearssl.pretrain.spec import PretrainWorkerSpec, scaled_peak_lr, worker_spec
 from wearssl.pretrain.step import lr_at
-from wearssl.pretrain.train import run_pretraining, scaled_peak_lr, train_loop_config
+from wearssl.pretrain.train import run_pretraining
 
 CREDENTIALS = (
     "MLFLOW_TRACKING_TOKEN",
@@ -95,19 +97,26 @@ def test_a_worker_gets_its_cpu_share_rounded_up_as_torch_threads(cpus_per_worker
     assert plan.torch_threads == threads
 
 
-def test_the_train_loop_config_holds_mlflow_settings_but_no_credentials(tmp_path):
+def test_the_worker_spec_is_frozen_and_holds_mlflow_settings_but_no_credentials(tmp_path):
     """Only the worker settings of the environment given pass (an explicit one: earlier
-    jobs in this process may have set MLflow's retry defaults in ``os.environ``)."""
+    jobs in this process may have set MLflow's retry defaults in ``os.environ``), in one
+    frozen spec that is the trainer config's only entry."""
     planted = uuid.uuid4().hex
     environ = {name: f"{name.lower()}-{planted}" for name in CREDENTIALS}
     environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "5"
     cfg = load_config(PretrainConfig, None, [f"runtime.storage_path={tmp_path}"])
     plan = ResourcePlan(num_workers=2, cpus_per_worker=1.0, data_cpus=1.0, use_gpu=False)
     uri = "http://127.0.0.1:5000"
-    config = train_loop_config(cfg, plan, str(tmp_path), {}, None, "run", uri, environ)
+    spec = worker_spec(cfg, plan, str(tmp_path), {}, None, "run", uri, str(tmp_path), environ)
+    config = spec.as_loop_config()
+    assert list(config.values()) == [spec]
     assert planted.encode() not in pickle.dumps(config)
-    assert config["mlflow_env"] == {"MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
-    assert config["tracking_uri"] == uri
+    assert spec.mlflow_env == {"MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    assert spec.tracking_uri == uri
+    assert spec.tasks == tuple(cfg.tasks) and spec.torch_threads == plan.torch_threads
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.run_id = "another"  # type: ignore[misc]
+    assert isinstance(pickle.loads(pickle.dumps(spec)), PretrainWorkerSpec)
 
 
 @pytest.mark.parametrize(
@@ -169,7 +178,7 @@ def test_two_worker_run_logs_every_epoch_once_and_registers_the_model(
     )
     assert run.data.tags["workers"] == "2"
     assert run.data.params["sampling.windows_per_subject"] == "16"
-    for key in ("train_loss", "val_loss", "val_acc_aot", "val_acc_permute", "windows_per_s", "lr"):
+    for key in ("train/loss", "val/loss", "val/aot_acc", "val/permute_acc", "train/lr"):
         steps = [m.step for m in client.get_metric_history(result.run_id, key)]
         assert sorted(steps) == list(range(epochs_wanted)), key
     assert all(math.isfinite(v) for v in result.metrics.values())

@@ -69,6 +69,6 @@ def test_killed_run_resumes_at_next_epoch_and_logs_each_epoch_once(synthetic_cor
     client = MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs(client.get_experiment_by_name("wearssl-pretrain").experiment_id)
     assert run.info.status == "FINISHED"
-    for key in ("train_loss", "val_loss", "val_acc_aot", "windows_per_s"):
+    for key in ("train/loss", "val/loss", "val/aot_acc", "train/windows_per_s"):
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
         assert steps == list(range(EPOCHS)), (key, steps)
