@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 CURVES_ARTIFACT = "curves.png"
 LOSS_KEYS = ("train/loss", "val/loss")
@@ -36,6 +37,7 @@ def curves_figure(history: dict[str, list[tuple[int, float]]]) -> Figure:
     loss.set(title="pretext loss", xlabel="epoch", ylabel="cross-entropy")
     accuracy.set(title="held-out task accuracy", xlabel="epoch", ylabel="accuracy")
     for axes in (loss, accuracy):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         if axes.get_legend_handles_labels()[0]:
             axes.legend()
         axes.grid(alpha=0.3)

@@ -155,7 +155,7 @@ def _model(spec: PretrainWorkerSpec, device: torch.device) -> torch.nn.Module:
     return model
 
 
-def _batch_rows(batch: dict[str, np.ndarray], device: torch.device) -> torch.Tensor:
+def batch_rows(batch: dict[str, np.ndarray], device: torch.device) -> torch.Tensor:
     """A batch's windows as float32 on ``device``. Ray Data hands out read-only arrays
     (views of Arrow buffers), which ``torch.from_numpy`` may not share: they are copied
     here on the host (the copy ``.float()`` would make anyway)."""
@@ -200,7 +200,7 @@ def _train_epoch(
             lr = lr_at(state["step"], spec.base_lr, spec.peak_lr, spec.warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x = model_windows(_batch_rows(batch, device), spec.window_seconds)
+            x = model_windows(batch_rows(batch, device), spec.window_seconds)
             loss, hits = pretext_loss(
                 ddp_model, x, list(spec.tasks), generator, spec.augment, autocast
             )
