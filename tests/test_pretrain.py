@@ -8,9 +8,11 @@ import json
 import logging
 import math
 import pickle
+import re
 import uuid
 import warnings
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -317,3 +319,16 @@ def test_a_gone_progress_board_never_stops_training():
     rank0 = WorkerProgress(Gone(), windows_per_step=1)
     rank0.step(0, 1)
     rank0.say("epoch 1/1")
+
+
+def test_registered_model_names_follow_network_stage_config():
+    assert load_config(PretrainConfig, None, []).tracking.registered_model == (
+        "harnet10-ssl-quickstart"
+    )
+    five = load_config(PretrainConfig, None, ["window_seconds=5", "name=wrist"])
+    assert five.tracking.registered_model == "harnet5-ssl-wrist"
+    unregistered = load_config(PretrainConfig, None, ["tracking.registered_model=null"])
+    assert unregistered.tracking.registered_model is None
+    for path in sorted(Path("configs/pretrain").glob("*.yaml")):
+        cfg = load_config(PretrainConfig, str(path))
+        assert re.fullmatch(r"harnet(5|10)-ssl(-[a-z0-9-]+)?", cfg.tracking.registered_model)
