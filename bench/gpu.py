@@ -208,7 +208,7 @@ def pretrain(
     heldout = data.heldout(size.heldout_per_subject, seed=2)
     stream = prefetched(sampled_batches(data, size, seed=3), device)
     generator = torch.Generator(device=device).manual_seed(4)
-    history, best, step, stale = [], {"val_loss": math.inf}, 0, 0
+    history, best, step, stale = [], {"val/loss": math.inf}, 0, 0
     model_parts: list[str] = []
     started = time.perf_counter()
     while not history or (time.perf_counter() - started < seconds and stale < PAPER_PATIENCE):
@@ -229,16 +229,16 @@ def pretrain(
         )
         record = {
             "epoch": len(history),
-            "train_loss": float(train_loss) / steps_per_epoch,
+            "train/loss": float(train_loss) / steps_per_epoch,
             **metrics,
-            "windows_per_s": seen / (time.perf_counter() - epoch_started),
-            "lr": lr_at(step, PAPER_BASE_LR, peak_lr, warmup_steps),
+            "train/windows_per_s": seen / (time.perf_counter() - epoch_started),
+            "train/lr": lr_at(step - 1, PAPER_BASE_LR, peak_lr, warmup_steps),
         }
-        if not math.isfinite(record["train_loss"]):
+        if not math.isfinite(record["train/loss"]):
             raise FloatingPointError(f"non-finite training loss at epoch {record['epoch']}")
         history.append(record)
         print(" ".join(f"{k}={v:.4g}" for k, v in record.items()), flush=True)
-        if record["val_loss"] < best["val_loss"]:
+        if record["val/loss"] < best["val/loss"]:
             best, stale = record, 0
             save_checkpoint(
                 out / "harnet10.pt",
@@ -340,7 +340,9 @@ def markdown(result: dict) -> str:
         )
     run = result["pretrain"]
     best = run["best"]
-    accuracies = ", ".join(f"{k} {v:.3f}" for k, v in best.items() if k.startswith("val_acc"))
+    accuracies = ", ".join(
+        f"{k} {v:.3f}" for k, v in best.items() if k.startswith("val/") and k.endswith("_acc")
+    )
     lines += [
         "",
         f"## Pre-training on real windows ({run['seconds']:.0f} s)",
@@ -349,7 +351,7 @@ def markdown(result: dict) -> str:
         f"({sources_line(result['sources'])}); batch {run['batch']}, "
         f"peak lr {run['peak_lr']:.3g}, "
         f"{run['steps']} steps, {run['windows_seen']:,} windows, {run['epochs']} epochs.",
-        f"Best epoch {best['epoch']}: held-out loss {best['val_loss']:.4f}; {accuracies}.",
+        f"Best epoch {best['epoch']}: held-out loss {best['val/loss']:.4f}; {accuracies}.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -39,7 +39,8 @@ from wearssl.config.pretrain import PretrainConfig  # noqa: E402
 from wearssl.data import corpus  # noqa: E402
 from wearssl.data import sampler as epochs  # noqa: E402
 from wearssl.infra import ray_runtime as runtime  # noqa: E402
-from wearssl.pretrain.train import run_pretraining, steps_per_epoch  # noqa: E402
+from wearssl.pretrain.spec import steps_per_epoch  # noqa: E402
+from wearssl.pretrain.train import run_pretraining  # noqa: E402
 
 SAMPLER_TARGET_PER_CORE = 50_000
 RATIO_TARGET = 0.9
@@ -237,8 +238,8 @@ def end_to_end(cfg: PretrainConfig) -> dict:
     result = run_pretraining(cfg)
     n_train = len(epochs.subject_days(corpus.read_manifest(cfg.corpus), "train"))
     return {
-        "windows_per_s": result.metrics["windows_per_s"],
-        "epoch_seconds": result.metrics["epoch_seconds"],
+        "windows_per_s": result.metrics["train/windows_per_s"],
+        "epoch_seconds": result.metrics["time/epoch_s"],
         "epochs": result.epochs_completed,
         "steps_per_epoch": steps_per_epoch(cfg, n_train),
         "worker_batch": cfg.worker_batch,

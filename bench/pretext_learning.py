@@ -54,7 +54,7 @@ def heldout_accuracy(tracking_uri: str, run_id: str) -> dict[str, list[float]]:
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     history = {}
     for task in (*TASKS, "loss"):
-        key = "val_loss" if task == "loss" else f"val_acc_{task}"
+        key = "val/loss" if task == "loss" else f"val/{task}_acc"
         rows = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
         history[task] = [m.value for m in rows]
     return history

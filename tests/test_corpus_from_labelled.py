@@ -69,7 +69,7 @@ def test_the_gpu_check_runs_on_a_cpu_at_a_small_size(tmp_path):
     e2e = gpu.measure_end_to_end(data, size, gpu.torch.device("cpu"))
     assert e2e["finite_loss"] and e2e["windows_per_s"] > 0
     run = gpu.pretrain(data, size, gpu.torch.device("cpu"), 0.0, tmp_path)
-    assert run["epochs"] == 1 and np.isfinite(run["best"]["val_loss"])
+    assert run["epochs"] == 1 and np.isfinite(run["best"]["val/loss"])
     parts = sorted(tmp_path.glob("harnet10.pt.part*"))
     assert parts and all(p.stat().st_size <= gpu.PART_BYTES for p in parts)
     whole = tmp_path / "whole.pt"

@@ -32,7 +32,7 @@ from wearssl.data import corpus
 from wearssl.data import sampler as epochs
 from wearssl.infra import tracking
 from wearssl.infra.ray_runtime import ResourcePlanError, connect, require_task_fits
-from wearssl.pretrain import train
+from wearssl.pretrain import faults, mlflow_run
 from wearssl.pretrain.train import PretrainingFault, run_pretraining
 
 REPO = Path(__file__).resolve().parents[1]
@@ -253,18 +253,18 @@ def test_values_kept_in_an_outage_are_not_logged_twice_on_recovery(tmp_path, sql
     the driver retries the values the workers kept: each (metric, step) lands once."""
     client = MlflowClient(sqlite_tracking)
     run_id = client.create_run(tracking.experiment_id("faults", sqlite_tracking)).info.run_id
-    kept = [(key, 0.5, step) for step in (1, 2, 3) for key in ("val_loss", "train_loss")]
+    kept = [(key, 0.5, step) for step in (1, 2, 3) for key in ("val/loss", "train/loss")]
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / train.UNLOGGED_FILE).write_text(json.dumps(kept))
+    (run_dir / faults.UNLOGGED_FILE).write_text(json.dumps(kept))
     replay = tracking.ResilientLogger(run_id, sqlite_tracking)
     for step in (1, 2, 3):
-        replay.log_metrics({"val_loss": 0.5, "train_loss": 0.5}, step)
-    assert train._retry_unlogged(str(run_dir), run_id, sqlite_tracking) == ""
-    for key in ("val_loss", "train_loss"):
+        replay.log_metrics({"val/loss": 0.5, "train/loss": 0.5}, step)
+    assert faults.retry_unlogged(str(run_dir), run_id, sqlite_tracking) == ""
+    for key in ("val/loss", "train/loss"):
         steps = sorted(m.step for m in client.get_metric_history(run_id, key))
         assert steps == [1, 2, 3], (key, steps)
-    assert not (run_dir / train.UNLOGGED_FILE).exists()
+    assert not (run_dir / faults.UNLOGGED_FILE).exists()
 
 
 # ---------------------------------------------------------------- 4. resources that never fit
@@ -349,7 +349,7 @@ def test_rerun_with_another_config_is_refused_listing_the_keys(
 ):
     first = _config(synthetic_corpus, tmp_path, sqlite_tracking, "optim.epochs=2")
     digest = corpus.manifest_hash(corpus.read_manifest(synthetic_corpus))
-    run_id = train.mlflow_run_for(
+    run_id = mlflow_run.mlflow_run_for(
         first, sqlite_tracking, {"corpus_manifest_hash": digest}, None, []
     )
 
@@ -360,18 +360,18 @@ def test_rerun_with_another_config_is_refused_listing_the_keys(
     for key in ("corpus:", "optim.epochs: 2 -> 1", "optim.lr:"):
         assert key in message
 
-    record = train.read_run_record(first)
+    record = mlflow_run.read_run_record(first)
     extended = _config(synthetic_corpus, tmp_path, sqlite_tracking, "optim.epochs=5")
-    assert train.config_changes(extended, record, digest) == []
+    assert mlflow_run.config_changes(extended, record, digest) == []
     allowed = _config(corpus_copy, tmp_path, sqlite_tracking, "resume_with_changes=true")
-    changes = train.require_same_config(allowed, record, digest)
+    changes = mlflow_run.require_same_config(allowed, record, digest)
     assert (
-        train.mlflow_run_for(
+        mlflow_run.mlflow_run_for(
             allowed, sqlite_tracking, {"corpus_manifest_hash": digest}, record, changes
         )
         == run_id
     )
-    tag = MlflowClient(sqlite_tracking).get_run(run_id).data.tags[train.RESUME_CHANGES_TAG]
+    tag = MlflowClient(sqlite_tracking).get_run(run_id).data.tags[mlflow_run.RESUME_CHANGES_TAG]
     assert "corpus:" in tag
 
 

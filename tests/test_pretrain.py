@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import json
+import logging
 import math
 import pickle
+import re
 import uuid
+import warnings
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
+import ray
 import torch
 from mlflow import MlflowClient
 
@@ -15,11 +24,16 @@ from wearssl.config import ConfigError, load_config
 from wearssl.config.pretrain import PretrainConfig
 from wearssl.data import corpus
 from wearssl.data import sampler as epochs
-from wearssl.infra import tracking
+from wearssl.infra import mlflow_runs, tracking
 from wearssl.infra.ray_runtime import ResourcePlan, ResourcePlanError, plan_resources
 from wearssl.models.harnet import harnet, load_checkpoint
+from wearssl.pretrain import mlflow_run
+from wearssl.pretrain.curves import curves_figure
+from wearssl.pretrain.progress import ProgressBoard, ProgressPrinter, WorkerProgress
+from wearssl.pretrain.spec import PretrainWorkerSpec, scaled_peak_lr, worker_spec
 from wearssl.pretrain.step import lr_at
-from wearssl.pretrain.train import run_pretraining, scaled_peak_lr, train_loop_config
+from wearssl.pretrain.train import run_pretraining
+from wearssl.pretrain.worker import batch_rows, stage_metric_name
 
 CREDENTIALS = (
     "MLFLOW_TRACKING_TOKEN",
@@ -95,19 +109,26 @@ def test_a_worker_gets_its_cpu_share_rounded_up_as_torch_threads(cpus_per_worker
     assert plan.torch_threads == threads
 
 
-def test_the_train_loop_config_holds_mlflow_settings_but_no_credentials(tmp_path):
+def test_the_worker_spec_is_frozen_and_holds_mlflow_settings_but_no_credentials(tmp_path):
     """Only the worker settings of the environment given pass (an explicit one: earlier
-    jobs in this process may have set MLflow's retry defaults in ``os.environ``)."""
+    jobs in this process may have set MLflow's retry defaults in ``os.environ``), in one
+    frozen spec that is the trainer config's only entry."""
     planted = uuid.uuid4().hex
     environ = {name: f"{name.lower()}-{planted}" for name in CREDENTIALS}
     environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "5"
     cfg = load_config(PretrainConfig, None, [f"runtime.storage_path={tmp_path}"])
     plan = ResourcePlan(num_workers=2, cpus_per_worker=1.0, data_cpus=1.0, use_gpu=False)
     uri = "http://127.0.0.1:5000"
-    config = train_loop_config(cfg, plan, str(tmp_path), {}, None, "run", uri, environ)
+    spec = worker_spec(cfg, plan, str(tmp_path), {}, None, "run", uri, str(tmp_path), environ)
+    config = spec.as_loop_config()
+    assert list(config.values()) == [spec]
     assert planted.encode() not in pickle.dumps(config)
-    assert config["mlflow_env"] == {"MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
-    assert config["tracking_uri"] == uri
+    assert spec.mlflow_env == {"MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    assert spec.tracking_uri == uri
+    assert spec.tasks == tuple(cfg.tasks) and spec.torch_threads == plan.torch_threads
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.run_id = "another"  # type: ignore[misc]
+    assert isinstance(pickle.loads(pickle.dumps(spec)), PretrainWorkerSpec)
 
 
 @pytest.mark.parametrize(
@@ -169,9 +190,20 @@ def test_two_worker_run_logs_every_epoch_once_and_registers_the_model(
     )
     assert run.data.tags["workers"] == "2"
     assert run.data.params["sampling.windows_per_subject"] == "16"
-    for key in ("train_loss", "val_loss", "val_acc_aot", "val_acc_permute", "windows_per_s", "lr"):
+    for key in ("train/loss", "val/loss", "val/aot_acc", "val/permute_acc", "train/lr"):
         steps = [m.step for m in client.get_metric_history(result.run_id, key)]
         assert sorted(steps) == list(range(epochs_wanted)), key
+    assert all(key.startswith(("train/", "val/", "time/")) for key in run.data.metrics)
+    for stamp in ("started_at", "finished_at"):
+        assert stamp not in run.data.metrics
+        assert datetime.fromisoformat(run.data.tags[stamp]).utcoffset() == timedelta(0)
+    assert "'e2e'" in run.data.tags["mlflow.note.content"]
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.digest == run.data.tags["corpus_manifest_hash"]
+    assert json.loads(dataset.dataset.source)["uri"] == synthetic_corpus
+    assert {(t.key, t.value) for t in dataset.tags} == {("mlflow.data.context", "training")}
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"config.yaml", "curves.png", "checkpoint"} <= artifacts
     assert all(math.isfinite(v) for v in result.metrics.values())
     versions = client.search_model_versions("name='e2e-model'")
     assert [v.run_id for v in versions] == [result.run_id]
@@ -205,3 +237,98 @@ def test_subsets_are_nested_and_ratio_shortens_days(synthetic_corpus):
         for part, whole in zip(subject_days, days[subject], strict=True):
             assert part.row_start == whole.row_start
             assert part.row_end - part.row_start == round((whole.row_end - whole.row_start) / 4)
+
+
+def test_a_recorded_run_that_was_deleted_is_started_anew_with_a_warning(
+    tmp_path, sqlite_tracking, caplog
+):
+    cfg = load_config(PretrainConfig, None, [f"runtime.storage_path={tmp_path / 'runs'}"])
+    tags = {"corpus_manifest_hash": "abc"}
+    first = mlflow_run.mlflow_run_for(cfg, sqlite_tracking, tags, None, [])
+    record = mlflow_run.read_run_record(cfg)
+    assert record["run_id"] == first
+    client = MlflowClient(sqlite_tracking)
+    client.delete_run(first)
+    with caplog.at_level(logging.WARNING):
+        second = mlflow_run.mlflow_run_for(cfg, sqlite_tracking, tags, record, [])
+    assert second != first
+    assert f"recorded MLflow run {first} is gone" in caplog.text
+    assert mlflow_run.read_run_record(cfg)["run_id"] == second
+    assert client.get_run(second).info.status == "RUNNING"
+    assert "started_at" in client.get_run(second).data.tags
+
+
+def test_a_recorded_run_that_still_exists_is_resumed(tmp_path, sqlite_tracking):
+    client = MlflowClient(sqlite_tracking)
+    run_id = client.create_run(tracking.experiment_id("pretrain", sqlite_tracking)).info.run_id
+    client.set_terminated(run_id, "KILLED")
+    record = {"run_id": run_id, "tracking_uri": sqlite_tracking}
+    assert mlflow_runs.resume_run(client, record, sqlite_tracking) == run_id
+    assert client.get_run(run_id).info.status == "RUNNING"
+    assert mlflow_runs.resume_run(client, record, "sqlite:///elsewhere.db") is None
+    assert mlflow_runs.resume_run(client, None, sqlite_tracking) is None
+
+
+def test_read_only_batches_reach_the_model_without_a_numpy_warning():
+    window = np.ones((2, 3, 300), dtype=np.float16)
+    window.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows = batch_rows({"window": window}, torch.device("cpu"))
+    assert rows.dtype == torch.float32 and torch.equal(rows, torch.ones(2, 3, 300))
+
+
+def test_old_metric_names_of_a_checkpoint_map_to_stage_groups():
+    assert stage_metric_name("train_loss") == "train/loss"
+    assert stage_metric_name("val_acc_time_warp") == "val/time_warp_acc"
+    assert stage_metric_name("train_acc_aot") == "train/aot_acc"
+    assert stage_metric_name("epoch_seconds") == "time/epoch_s"
+    assert stage_metric_name("val/loss") == "val/loss"
+
+
+def test_the_curves_figure_has_a_loss_and_an_accuracy_panel():
+    history = {
+        "train/loss": [(0, 0.9), (1, 0.8)],
+        "val/loss": [(1, 0.85), (0, 0.95)],
+        "val/aot_acc": [(0, 0.5), (1, 0.6)],
+    }
+    loss, accuracy = curves_figure(history).axes
+    assert [line.get_label() for line in loss.lines] == ["train/loss", "val/loss"]
+    assert list(loss.lines[1].get_xdata()) == [1, 2]  # sorted by step, epochs from 1
+    assert "aot" in [line.get_label() for line in accuracy.lines]
+
+
+def test_the_driver_prints_each_line_rank_0_posts_once(ray_local):
+    board = ProgressBoard.remote()
+    rank0 = WorkerProgress(board, windows_per_step=128)
+    rank0.step(0, 1)
+    rank0.say("epoch 1/2: train/loss=0.7")
+    rank0.say("epoch 2/2: train/loss=0.6")
+    out = io.StringIO()
+    with ProgressPrinter(board, epochs=2, windows_per_epoch=256, stream=out):
+        pass
+    assert out.getvalue().splitlines() == ["epoch 1/2: train/loss=0.7", "epoch 2/2: train/loss=0.6"]
+    ray.kill(board)
+
+
+def test_a_gone_progress_board_never_stops_training():
+    class Gone:
+        def __getattr__(self, name):
+            raise RuntimeError("the actor is dead")
+
+    rank0 = WorkerProgress(Gone(), windows_per_step=1)
+    rank0.step(0, 1)
+    rank0.say("epoch 1/1")
+
+
+def test_registered_model_names_follow_network_stage_config():
+    assert load_config(PretrainConfig, None, []).tracking.registered_model == (
+        "harnet10-ssl-quickstart"
+    )
+    five = load_config(PretrainConfig, None, ["window_seconds=5", "name=wrist"])
+    assert five.tracking.registered_model == "harnet5-ssl-wrist"
+    unregistered = load_config(PretrainConfig, None, ["tracking.registered_model=null"])
+    assert unregistered.tracking.registered_model is None
+    for path in sorted(Path("configs/pretrain").glob("*.yaml")):
+        cfg = load_config(PretrainConfig, str(path))
+        assert re.fullmatch(r"harnet(5|10)-ssl(-[a-z0-9-]+)?", cfg.tracking.registered_model)

@@ -117,7 +117,7 @@ def _run_with_fault(cfg: PretrainConfig, fault) -> tuple[PretrainResult, int]:
 
 def _assert_complete_and_logged_once(result: PretrainResult, uri: str) -> None:
     assert result.epochs_completed == EPOCHS
-    for key in ("train_loss", "val_loss", "val_acc_aot", "windows_per_s"):
+    for key in ("train/loss", "val/loss", "val/aot_acc", "train/windows_per_s"):
         assert _metric_steps(uri, result.run_id, key) == list(range(EPOCHS)), key
 
 
@@ -126,8 +126,8 @@ def test_workers_on_different_nodes_and_reads_on_several(cluster, synthetic_corp
     result = run_pretraining(_config("multinode", synthetic_corpus, tmp_path, uri))
     _assert_complete_and_logged_once(result, uri)
     client = MlflowClient(tracking_uri=uri)
-    worker_nodes = [m.value for m in client.get_metric_history(result.run_id, "worker_nodes")]
-    read_nodes = [m.value for m in client.get_metric_history(result.run_id, "read_nodes")]
+    worker_nodes = [m.value for m in client.get_metric_history(result.run_id, "train/worker_nodes")]
+    read_nodes = [m.value for m in client.get_metric_history(result.run_id, "train/read_nodes")]
     assert worker_nodes == [2.0] * EPOCHS
     assert max(read_nodes) >= 2
 

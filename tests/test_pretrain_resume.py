@@ -1,8 +1,10 @@
-"""A pre-training job killed mid-run and started again continues where it stopped."""
+"""A pre-training job killed mid-run and started again continues where it stopped, and its
+console shows each epoch once."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,11 +66,17 @@ def test_killed_run_resumes_at_next_epoch_and_logs_each_epoch_once(synthetic_cor
     second = _job("resume", synthetic_corpus, runs, uri)
     output, _ = second.communicate(timeout=900)
     assert second.returncode == 0, output[-3000:]
-    assert "resuming after epoch" in output
+    resumed = re.search(r"^resuming after epoch (\d+) ", output, re.MULTILINE)
+    assert resumed, output[-3000:]
+    lines = output.splitlines()
+    for epoch in range(int(resumed.group(1)) + 1, EPOCHS + 1):
+        shown = [line for line in lines if f"epoch {epoch}/{EPOCHS}: " in line]
+        assert len(shown) == 1 and shown[0].startswith("epoch "), shown  # once, by the driver
+    assert f"final metrics (epoch {EPOCHS})" in output
 
     client = MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs(client.get_experiment_by_name("wearssl-pretrain").experiment_id)
     assert run.info.status == "FINISHED"
-    for key in ("train_loss", "val_loss", "val_acc_aot", "windows_per_s"):
+    for key in ("train/loss", "val/loss", "val/aot_acc", "train/windows_per_s"):
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
         assert steps == list(range(EPOCHS)), (key, steps)

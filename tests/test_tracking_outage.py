@@ -68,14 +68,14 @@ def test_training_survives_an_unreachable_tracking_server_and_a_rerun_recovers_o
     assert result.epochs_completed == EPOCHS
     assert result.run_id == run_id
     assert "could not be logged" in result.unlogged
-    assert "val_loss" in result.unlogged
+    assert "val/loss" in result.unlogged
 
     with start_tracking_server(tmp_path / "server", port=server.port, timeout_s=180) as back:
         recovered = run_pretraining(cfg)
         client = MlflowClient(back.uri)
         assert recovered.run_id == run_id
         assert recovered.unlogged == ""
-        for key in ("train_loss", "val_loss", "val_acc_aot"):
+        for key in ("train/loss", "val/loss", "val/aot_acc"):
             steps = sorted(m.step for m in client.get_metric_history(run_id, key))
             assert steps == list(range(EPOCHS)), (key, steps)
         assert client.get_run(run_id).info.status == "FINISHED"

@@ -18,6 +18,11 @@ from wearssl.config.base import (
 TaskName = Literal["aot", "permute", "time_warp", "scale"]
 
 
+def default_registered_model(window_seconds: int, name: str) -> str:
+    """Registered-model names are ``<network>-<stage>-<config name>``; ``ssl`` for pre-training."""
+    return f"harnet{window_seconds}-ssl-{name}"
+
+
 class SyntheticCorpus(StrictModel):
     """Corpus generated when none is configured (the embedded default)."""
 
@@ -81,7 +86,12 @@ class Runtime(StrictModel):
 
 class Tracking(StrictModel):
     tracking_uri: TrackingUri | None = None
-    registered_model: str | None = "harnet-ssl"
+    registered_model: str | None = Field(
+        None,
+        description="registered-model name of the final model; null registers none. Unset: "
+        "harnet<window_seconds>-ssl-<name>, e.g. harnet10-ssl-quickstart",
+        validate_default=False,
+    )
     log_model: bool = Field(True, description="log the final model with mlflow.pytorch")
     experiment: str = Field("pretrain", min_length=1, description="job kind of the experiment")
     parent_run_id: str | None = Field(None, description="nest the run under a sweep's run")
@@ -115,6 +125,15 @@ class PretrainConfig(StrictModel):
     def _tasks_unique_nonempty(cls, tasks: list[str]) -> list[str]:
         require_distinct(tasks, "tasks")
         return tasks
+
+    @model_validator(mode="after")
+    def _registered_model_named_by_the_scheme(self) -> PretrainConfig:
+        """An unset ``tracking.registered_model`` is ``harnet<N>-ssl-<name>``."""
+        if "registered_model" not in self.tracking.model_fields_set:
+            self.tracking.registered_model = default_registered_model(
+                self.window_seconds, self.name
+            )
+        return self
 
     @model_validator(mode="after")
     def _batch_splits_over_workers(self) -> PretrainConfig:

@@ -1,9 +1,10 @@
-"""MLflow runs as the evaluation and ablation jobs keep them: parameters and metrics in
-batches, the config as an artifact, and a run that an interrupted job resumes."""
+"""MLflow runs as the jobs keep them: parameters and metrics in batches, the config as an
+artifact, and a run that an interrupted job resumes."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tempfile
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from torch import nn
 from wearssl.infra import tracking
 from wearssl.infra.files import write_json
 from wearssl.infra.git import UNKNOWN_COMMIT
+
+log = logging.getLogger(__name__)
 
 RUN_RECORD = "mlflow_run.json"
 CONFIG_ARTIFACT = "config.yaml"
@@ -130,16 +133,30 @@ def log_model(
     return version
 
 
+def resume_run(
+    client: mlflow.MlflowClient, previous: dict[str, Any] | None, uri: str
+) -> str | None:
+    """The run ``previous`` (an earlier execution's record: ``run_id``, ``tracking_uri``)
+    names, set running again; None when there is none, it was kept on another tracking
+    store, or it is gone (deleted, or purged): a warning says so and the caller starts anew."""
+    if previous is None or previous.get("tracking_uri") != uri:
+        return None
+    run_id = previous["run_id"]
+    try:
+        gone = client.get_run(run_id).info.lifecycle_stage == "deleted"
+    except mlflow.exceptions.MlflowException:
+        gone = True
+    if gone:
+        log.warning("the recorded MLflow run %s is gone from %s; starting a new run", run_id, uri)
+        return None
+    client.update_run(run_id, status="RUNNING")
+    return run_id
+
+
 def recorded_run(client: mlflow.MlflowClient, record: Path, uri: str) -> str | None:
-    """The run an earlier execution recorded in ``record`` on the same tracking store, set
-    running again; None when there is none."""
-    if not record.is_file():
-        return None
-    previous = json.loads(record.read_text())
-    if previous["tracking_uri"] != uri:
-        return None
-    client.update_run(previous["run_id"], status="RUNNING")
-    return previous["run_id"]
+    """The run an earlier execution recorded in ``record`` (see :func:`resume_run`)."""
+    previous = json.loads(record.read_text()) if record.is_file() else None
+    return resume_run(client, previous, uri)
 
 
 def record_run(record: Path, run_id: str, uri: str) -> None:

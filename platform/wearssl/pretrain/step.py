@@ -1,6 +1,6 @@
 """One pre-training step and the held-out evaluation, free of Ray and MLflow.
 
-The Ray Train worker (:mod:`wearssl.pretrain.train`) runs these on each batch it streams;
+The Ray Train worker (:mod:`wearssl.pretrain.worker`) runs these on each batch it streams;
 benchmarks run the very same functions in a bare loop on any device, so a figure measured
 there is the step the platform trains with. Under DDP the sums are all-reduced across
 workers; in a single process they are returned as they are.
@@ -100,7 +100,7 @@ def evaluate_heldout(
             count += len(x)
     reduced = allreduce_sum([float(loss_sum), count, *hit_sums.tolist()], device)
     total = max(reduced[1], 1.0)
-    metrics = {"val_loss": reduced[0] / total}
-    metrics.update({f"val_acc_{t}": h / total for t, h in zip(tasks, reduced[2:], strict=True)})
+    metrics = {"val/loss": reduced[0] / total}
+    metrics.update({f"val/{t}_acc": h / total for t, h in zip(tasks, reduced[2:], strict=True)})
     model.train()
     return metrics
