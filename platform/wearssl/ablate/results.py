@@ -37,9 +37,15 @@ def trials_table(records: list[dict[str, Any]], kind: str, sweep_dir: Path) -> p
         pretrain = record.get("pretrain")
         if pretrain:
             base["pretrain_wall_s"] = pretrain["finished_at"] - pretrain["started_at"]
-            base["pretrain_val_loss"] = pretrain["metrics"].get("val_loss", math.nan)
+            base["pretrain_val_loss"] = pretrain_val_loss(pretrain["metrics"])
         rows += [{**base, **row} for row in record["summary"]]
     return pd.DataFrame(rows)
+
+
+def pretrain_val_loss(metrics: dict[str, float]) -> float:
+    """The pre-training's held-out loss, ``val/loss`` (``val_loss`` in trial records written
+    before metric names were grouped by stage); NaN when it has none."""
+    return metrics.get("val/loss", metrics.get("val_loss", math.nan))
 
 
 def point_columns(point: dict[str, Any], kind: str) -> dict[str, Any]:
