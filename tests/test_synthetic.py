@@ -62,7 +62,7 @@ def _file_bytes(root: Path) -> dict[str, bytes]:
 def test_manifest_matches_files(corpus_dir: Path) -> None:
     manifest = corpus.read_manifest(corpus_dir)
     assert manifest.num_rows == SUBJECTS
-    assert corpus.read_info(corpus_dir) == corpus.CorpusInfo(window_format="float16", version=2)
+    assert corpus.read_info(corpus_dir) == corpus.CorpusInfo(window_format="float16", version=3)
     for row in manifest.to_pylist():
         path = corpus_dir / row["file"]
         assert path.is_file()
