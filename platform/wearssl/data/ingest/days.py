@@ -10,9 +10,7 @@ import pyarrow.parquet as pq
 
 from wearssl.data import corpus
 from wearssl.data.corpus import CorpusInfo, WindowFormat
-from wearssl.data.ingest.options import (
-    RECORDING_SEPARATOR,
-)
+from wearssl.data.ingest.options import RECORDING_SEPARATOR
 from wearssl.data.preprocess import (
     NS_PER_SECOND,
     WindowedRecording,

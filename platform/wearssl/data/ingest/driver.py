@@ -28,10 +28,7 @@ from wearssl.data.ingest.options import (
     IngestReport,
     SubjectWork,
 )
-from wearssl.data.ingest.recording_task import (
-    file_summary,
-    ingest_row,
-)
+from wearssl.data.ingest.recording_task import file_summary, ingest_row
 from wearssl.data.ingest.reports import (
     QUARANTINE_NAME,
     log_line,

@@ -17,17 +17,9 @@ from wearssl.data.devices import (
     RecordingError,
     read_recording,
 )
-from wearssl.data.ingest.days import (
-    write_recording_days,
-)
-from wearssl.data.ingest.inputs import (
-    content_hash,
-)
-from wearssl.data.ingest.options import (
-    RECORDING_SEPARATOR,
-    IngestOptions,
-    SubjectWork,
-)
+from wearssl.data.ingest.days import write_recording_days
+from wearssl.data.ingest.inputs import content_hash
+from wearssl.data.ingest.options import RECORDING_SEPARATOR, IngestOptions, SubjectWork
 from wearssl.data.preprocess import (
     PreprocessOptions,
     WindowedRecording,

@@ -15,12 +15,8 @@ import pyarrow.compute as pc
 
 from wearssl.data import corpus
 from wearssl.data.corpus import CorpusInfo, WindowFormat
-from wearssl.data.synthetic.recordings import (
-    synthetic_subject_id,
-)
-from wearssl.data.synthetic.signal import (
-    synth_day,
-)
+from wearssl.data.synthetic.recordings import synthetic_subject_id
+from wearssl.data.synthetic.signal import synth_day
 from wearssl.data.synthetic.subjects import (
     EPOCH_DAY,
     GENERATOR_MARK,

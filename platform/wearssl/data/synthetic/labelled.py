@@ -10,15 +10,9 @@ import numpy as np
 from wearssl.config.vocabulary import WINDOW_LENGTHS
 from wearssl.data import corpus
 from wearssl.data.labelled_set import LabelledSet
-from wearssl.data.synthetic.corpus_writer import (
-    to_windows,
-)
-from wearssl.data.synthetic.recordings import (
-    synthetic_subject_id,
-)
-from wearssl.data.synthetic.signal import (
-    synth_signal,
-)
+from wearssl.data.synthetic.corpus_writer import to_windows
+from wearssl.data.synthetic.recordings import synthetic_subject_id
+from wearssl.data.synthetic.signal import synth_signal
 from wearssl.data.synthetic.subjects import (
     ACTIVITIES,
     EPOCH_DAY,

@@ -8,14 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from wearssl.data.synthetic.signal import (
-    synth_day,
-)
-from wearssl.data.synthetic.subjects import (
-    SECONDS_PER_DAY,
-    check_seed,
-    subject_traits,
-)
+from wearssl.data.synthetic.signal import synth_day
+from wearssl.data.synthetic.subjects import SECONDS_PER_DAY, check_seed, subject_traits
 
 
 @dataclass(frozen=True)
