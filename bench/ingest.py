@@ -1,12 +1,12 @@
 """Ingest cost of one long recording, stage by stage, and what 100,000 would take.
 
 A synthetic recording (``wearssl.data.synthetic``) of ``days`` days at ``rate`` Hz is written
-as ``.npy`` (no ``.cwa`` writer exists), then ingested by ``wearssl.data.ingest.ingest_one``
-in a fresh subprocess, i.e. exactly what one Ray task does, so that the subprocess's
-peak resident memory is the task's. Prints seconds per recording-day for each stage
-(read, calibrate/non-wear, resample and window, write), the peak memory, the memory the
-ingest would reserve for such a task, and the capacity arithmetic for 100,000
-recordings of the same length.
+as ``.npy`` (no ``.cwa`` writer exists), then ingested by
+``wearssl.data.ingest.recording_task.ingest_one`` in a fresh subprocess, i.e. exactly what
+one Ray task does, so that the subprocess's peak resident memory is the task's. Prints
+seconds per recording-day for each stage (read, calibrate/non-wear, resample and window,
+write), the peak memory, the memory the ingest would reserve for such a task, and the
+capacity arithmetic for 100,000 recordings of the same length.
 
     python bench/ingest.py [--days 7] [--rate 100]
 
@@ -35,10 +35,11 @@ import json, resource, sys, time
 from wearssl.data import corpus
 from wearssl.data import ingest
 from wearssl.data.devices import ReadOptions
+from wearssl.data.ingest.recording_task import ingest_one
 path, out, rate = sys.argv[1], sys.argv[2], float(sys.argv[3])
 options = ingest.IngestOptions(read=ReadOptions(sample_rate_hz=rate, start="2024-01-01T00:00:00"))
 corpus.write_info(out, corpus.CorpusInfo())
-summary = ingest.ingest_one(path, "pbench000000000000", out, options, frozenset(), {}, {})
+summary = ingest_one(path, "pbench000000000000", out, options, frozenset(), {}, {})
 summary["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps(summary))
 """
@@ -81,7 +82,7 @@ def capacity(seconds_per_day: float, days_per_recording: float) -> dict:
 def measure(days: float = 7, rate: float = 100) -> dict:
     """Ingest one synthetic ``days``-day recording at ``rate`` Hz; stage seconds per
     recording-day, peak memory, and capacity figures for 100,000 recordings."""
-    from wearssl.data.ingest import estimated_task_memory
+    from wearssl.data.ingest.inputs import estimated_task_memory
 
     with tempfile.TemporaryDirectory(prefix="wearssl-bench-") as tmp:
         path, synth_seconds = _write_recording(tmp, days, rate)

@@ -26,7 +26,7 @@ from wearssl.data.corpus import (
 )
 
 RANGE_G = 8.0
-VERSIONS = (1, 2)
+VERSIONS = (1, 2, 3)
 STORED_DTYPE = {
     WindowFormat.FLOAT16: np.float16,
     WindowFormat.INT16_MG: np.int16,
@@ -174,8 +174,9 @@ def test_decode_accepts_chunked_sliced_and_empty_tables(version: int) -> None:
 
 
 def test_day_tables_of_an_unknown_version_are_refused() -> None:
-    with pytest.raises(ValueError, match="version 3"):
-        _table(_random_windows(2), WindowFormat.FLOAT16, version=3)
+    for version in (0, corpus.CORPUS_VERSION + 1):
+        with pytest.raises(ValueError, match=f"version {version}"):
+            _table(_random_windows(2), WindowFormat.FLOAT16, version=version)
 
 
 def test_decode_refuses_a_window_column_of_neither_layout() -> None:
@@ -306,18 +307,100 @@ def test_info_round_trip(tmp_path: Path) -> None:
     assert corpus.read_info(tmp_path) == info
 
 
-def test_new_corpora_are_version_2() -> None:
-    assert corpus.CORPUS_VERSION == 2
+def test_new_corpora_are_version_3_with_wall_clock_times_without_a_zone(tmp_path: Path) -> None:
+    assert corpus.CORPUS_VERSION == 3
     assert corpus.CorpusInfo().version == corpus.CORPUS_VERSION
+    entry = corpus.write_day(str(tmp_path), _table(_random_windows(3)), "rec")
+    stored = pq.read_schema(tmp_path / entry["file"]).field("time").type
+    assert stored == pa.timestamp("ms") and stored.tz is None
+    assert corpus.read_day(str(tmp_path), entry).schema.field("time").type == stored
+
+
+def _v2_day_file_built_by_hand(root: Path, times_ms: np.ndarray) -> dict:
+    """A version-2 corpus of one subject-day, built from that version's definition (not by
+    the writer): ``time`` wall-clock values under a UTC label, ``window`` binary float16.
+    Returns its manifest entry."""
+    n = len(times_ms)
+    windows = np.round(_random_windows(n, seed=5) * 256) / 256
+    stored = windows.astype("<f2")
+    field = pa.field(
+        "window",
+        pa.binary(CHANNELS * WINDOW_SAMPLES * 2),
+        metadata={b"window_format": b"float16"},
+    )
+    schema = pa.schema(
+        [
+            ("subject", pa.string()),
+            ("day", pa.string()),
+            ("time", pa.timestamp("ms", tz="UTC")),
+            field,
+            ("std", pa.float32()),
+            ("wear", pa.bool_()),
+        ]
+    )
+    columns = [
+        pa.array(["pv2"] * n),
+        pa.array(["2024-03-31"] * n),
+        pa.array(times_ms, pa.timestamp("ms", tz="UTC")),
+        pa.FixedSizeBinaryArray.from_buffers(field.type, n, [None, pa.py_buffer(stored.tobytes())]),
+        pa.array(window_std(windows), pa.float32()),
+        pa.array([True] * n),
+    ]
+    table = pa.Table.from_arrays(columns, schema=schema)
+    (root / corpus.DAYS_DIR / "pv2").mkdir(parents=True)
+    pq.write_table(table, root / corpus.DAYS_DIR / "pv2" / "2024-03-31.parquet")
+    corpus.write_info(root, corpus.CorpusInfo(version=2))
+    entry = corpus.manifest_entry("pv2", "2024-03-31", "days/pv2/2024-03-31.parquet", n, n, "r")
+    corpus.write_manifest(root, corpus.manifest_table([entry]))
+    return entry
+
+
+def test_a_version_2_corpus_reads_with_the_same_wall_clock_times(tmp_path: Path) -> None:
+    """Wall-clock 00:59:50 to 03:00:10 across a daylight-saving night: stored under a UTC
+    label by version 2, read back as the same naive wall-clock times."""
+    wall_clock = np.array(
+        ["2024-03-31T00:59:50", "2024-03-31T02:00:00", "2024-03-31T03:00:10"],
+        dtype="datetime64[ms]",
+    )
+    entry = _v2_day_file_built_by_hand(tmp_path, wall_clock.astype(np.int64))
+    assert corpus.read_info(tmp_path).version == 2
+    read = corpus.read_day(str(tmp_path), entry)
+    assert read.schema.field("time").type == pa.timestamp("ms")
+    np.testing.assert_array_equal(read["time"].to_numpy(), wall_clock)
+    assert [t.isoformat() for t in read["time"].to_pylist()] == [
+        "2024-03-31T00:59:50",
+        "2024-03-31T02:00:00",
+        "2024-03-31T03:00:10",
+    ]
+    some = corpus.read_day(str(tmp_path), {**entry, "row_start": 1}, columns=["time"])
+    np.testing.assert_array_equal(some["time"].to_numpy(), wall_clock[1:])
+
+
+def test_windows_added_to_a_version_2_corpus_are_written_as_version_2(tmp_path: Path) -> None:
+    """A corpus never mixes versions: new days of a version-2 corpus keep its UTC-labelled
+    ``time``, and read back as naive wall-clock times like its old days."""
+    _v2_day_file_built_by_hand(tmp_path, np.arange(2, dtype=np.int64) * 10_000)
+    info = corpus.info_to_write(tmp_path, corpus.CorpusInfo())
+    assert info.version == 2
+    windows = _random_windows(2)
+    table = _table(windows, WindowFormat(info.window_format), info.version, subject="pnew")
+    entry = corpus.write_day(str(tmp_path), table, "rec")
+    assert pq.read_schema(tmp_path / entry["file"]).field("time").type == pa.timestamp(
+        "ms", tz="UTC"
+    )
+    read = corpus.read_day(str(tmp_path), entry)
+    assert read["time"].cast(pa.int64()).to_pylist() == [0, 10_000]
+    assert read.schema.field("time").type == pa.timestamp("ms")
 
 
 def test_a_corpus_of_a_newer_version_is_refused_naming_its_info_file(tmp_path: Path) -> None:
     info = {**corpus.CorpusInfo().__dict__, "version": corpus.CORPUS_VERSION + 1}
     (tmp_path / corpus.INFO_NAME).write_text(json.dumps(info))
-    with pytest.raises(ValueError, match="version 3") as refused:
+    newer = f"version {corpus.CORPUS_VERSION + 1}"
+    with pytest.raises(ValueError, match=newer) as refused:
         corpus.read_info(tmp_path)
     assert str(tmp_path / corpus.INFO_NAME) in str(refused.value)
-    with pytest.raises(ValueError, match="version 3"):
+    with pytest.raises(ValueError, match=newer):
         corpus.info_to_write(tmp_path, corpus.CorpusInfo())
 
 

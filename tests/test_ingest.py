@@ -396,6 +396,51 @@ def test_e4_sessions_ingest_worn_throughout_named_by_their_folders(ray_address, 
         assert row["gaps"] == 0 and row["nonwear_seconds"] == 0
 
 
+def _dotnet_ticks_to_wall_clock(ticks: int) -> np.datetime64:
+    """An ActiGraph header time (.NET ticks of 100 ns since 0001-01-01, local time)."""
+    return np.datetime64("0001-01-01T00:00:00", "ms") + np.timedelta64(ticks // 10_000, "ms")
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not DEVICES.is_dir(), reason=f"{DEVICES} is absent")
+def test_an_actigraph_set_up_at_minus_5_hours_keeps_its_local_times(ray_address, tmp_path):
+    """The real ActiGraph file with its info.txt saying -05:00: the corpus holds the
+    header's local times as they are (no zone), and the report keeps the -18000 s offset."""
+    import zipfile
+
+    source = zipfile.ZipFile(DEVICES / "GGIR_actigraph_testfile.gt3x")
+    path = tmp_path / "new_york.gt3x"
+    with zipfile.ZipFile(path, "w") as copy:
+        for member in source.namelist():
+            content = source.read(member)
+            if member == "info.txt":
+                content = content.replace(b"TimeZone: 02:00:00", b"TimeZone: -05:00:00")
+            copy.writestr(member, content)
+    header = dict(
+        line.split(": ", 1)
+        for line in source.read("info.txt").decode().splitlines()
+        if ": " in line
+    )
+    start = _dotnet_ticks_to_wall_clock(int(header["Start Date"]))
+    last = _dotnet_ticks_to_wall_clock(int(header["Last Sample Time"]))
+    assert str(start) == "2020-08-26T10:09:00.000"
+
+    out = tmp_path / "corpus"
+    report = ingest_recordings([str(path)], str(out), quiet())
+    assert report.exit_status == EXIT_OK
+    (row,) = corpus.read_ingest_report(out).to_pylist()
+    assert row["utc_offset_seconds"] == -18000 and "stated by the device" in row["clock"]
+    assert row["first_sample"] == "2020-08-26T10:09:00.000"
+    (entry,) = corpus.read_manifest(out).to_pylist()
+    assert entry["day"] == "2020-08-26"
+    stored = pq.read_schema(out / entry["file"]).field("time").type
+    assert stored == pa.timestamp("ms") and stored.tz is None
+    times = corpus.read_day(str(out), entry)["time"].to_numpy()
+    assert times[0] == start
+    assert np.all(np.diff(times) == np.timedelta64(10, "s"))
+    assert times[-1] + np.timedelta64(10, "s") <= last + np.timedelta64(1, "s")
+
+
 # ---------------------------------------------------------------- kill and resume
 
 
@@ -496,25 +541,36 @@ def test_subject_map_missing_a_file_quarantines_it(ray_address, tmp_path):
     assert report.exit_status == EXIT_QUARANTINED
 
 
-def test_ingest_into_a_version_1_corpus_keeps_its_layout(ray_address, tmp_path):
+def test_ingest_into_an_older_corpus_keeps_its_version(ray_address, tmp_path):
+    """Versions 1 and 2 stay as they are (a corpus never mixes versions); a new corpus is
+    version 3. All read back as the same windows and the same naive wall-clock times."""
     write_npy(tmp_path / "a.npy", 120, 30)
     options = quiet(read=ReadOptions(sample_rate_hz=30, start=START))
-    tables = {}
-    for version in (1, 2):
+    tables, stored_times = {}, {}
+    for version in (1, 2, 3):
         out = tmp_path / f"v{version}"
-        if version == 1:
-            corpus.write_info(out, corpus.CorpusInfo(version=1))
+        if version < corpus.CORPUS_VERSION:
+            corpus.write_info(out, corpus.CorpusInfo(version=version))
         report = ingest_recordings([str(tmp_path / "a.npy")], str(out), options)
         assert report.exit_status == EXIT_OK
         assert corpus.read_info(out).version == version
         (entry,) = corpus.read_manifest(out).to_pylist()
         tables[version] = corpus.read_day(str(out), entry)
+        stored_times[version] = pq.read_schema(out / entry["file"]).field("time").type
     assert pa.types.is_fixed_size_list(tables[1].schema.field("window").type)
     assert pa.types.is_fixed_size_binary(tables[2].schema.field("window").type)
-    assert tables[1].num_rows == tables[2].num_rows == 12
-    v1, v2 = corpus.decode_windows(tables[1]), corpus.decode_windows(tables[2])
-    assert v1.dtype == v2.dtype and v1.shape == v2.shape
-    np.testing.assert_array_equal(v1, v2)
+    assert pa.types.is_fixed_size_binary(tables[3].schema.field("window").type)
+    assert stored_times == {
+        1: pa.timestamp("ms", tz="UTC"),
+        2: pa.timestamp("ms", tz="UTC"),
+        3: pa.timestamp("ms"),
+    }
+    first = tables[1]
+    assert first.num_rows == 12
+    assert first["time"][0].as_py().isoformat() == "2024-01-01T12:00:00"
+    for table in tables.values():
+        assert table["time"].equals(first["time"])
+        np.testing.assert_array_equal(corpus.decode_windows(table), corpus.decode_windows(first))
 
 
 def test_ingest_refuses_a_corpus_of_a_newer_version(tmp_path):

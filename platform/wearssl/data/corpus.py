@@ -8,10 +8,11 @@ Layout of a corpus root (a local folder or any URI pyarrow understands, e.g. ``s
     ROOT/days/<subject>/<day>.parquet     one file per subject-day, one row per window
 
 A window row holds: ``subject`` (pseudonym), ``day`` (ISO date), ``time`` (window start
-on the wearer's wall clock, i.e. local time; the Arrow type carries a UTC label, which
-is not what the values are: the ingest report gives each recording's ``clock`` and, where
-known, its ``utc_offset_seconds``), ``window`` (the 3 x 300 samples, channel-major),
-``std`` (std of the vector magnitude over the window) and ``wear``.
+on the wearer's wall clock, i.e. local time, as a timezone-naive ``timestamp("ms")``:
+Arrow's type for a wall-clock time without a zone), ``window`` (the 3 x 300 samples,
+channel-major), ``std`` (std of the vector magnitude over the window) and ``wear``. The
+ingest report gives each recording's ``clock`` and, where known, its
+``utc_offset_seconds`` (wall clock minus UTC), which turn a wall-clock time into UTC.
 
 The ingest report (``INGEST_REPORT_SCHEMA``) is written with the manifest, atomically,
 and records the corpus version in its schema metadata; its ``recording`` is the content
@@ -19,15 +20,22 @@ hash that the manifest's ``recording`` lists, so a subject-day can be traced to 
 devices and clocks it came from. A subject's split comes from a stable hash of
 its pseudonym, so it never changes as the corpus grows.
 
-``corpus.json`` records the format version, which fixes the layout of ``window``:
+``corpus.json`` records the format version:
 
-- version 1: a fixed-size list of 900 values of the storage dtype; Parquet stores it
-  value by value with repetition and definition levels, which dominate the read time;
-- version 2: one ``fixed_size_binary(900 * itemsize)`` value per window, the same
-  samples as little-endian bytes, with the storage format in the field's metadata.
+- version 1: ``window`` a fixed-size list of 900 values of the storage dtype; Parquet
+  stores it value by value with repetition and definition levels, which dominate the
+  read time;
+- version 2: ``window`` one ``fixed_size_binary(900 * itemsize)`` value per window, the
+  same samples as little-endian bytes, with the storage format in the field's metadata;
+- version 3: as version 2, with ``time`` timezone-naive. Versions 1 and 2 hold the same
+  wall-clock values in a ``timestamp("ms", tz="UTC")``, a label that is not what the
+  values are.
 
-Readers take either layout, file by file, from the Arrow type of the ``window`` column;
-writers write the version the corpus records, so a corpus never mixes the two.
+Readers take any layout, file by file, from the Arrow types of the columns, and
+``read_day`` presents ``time`` of every version as the same naive wall-clock timestamps.
+Writers write the version the corpus records (``info_to_write``), so a corpus never
+mixes versions: windows added to a version-2 corpus are written as version 2; a new
+corpus is version 3.
 
 Writes are atomic (write a temporary object, then rename), so an interrupted writer
 never leaves a half-written day file or manifest behind.
@@ -69,10 +77,14 @@ INFO_NAME = "corpus.json"
 DAYS_DIR = "days"
 TEST_FRACTION = 0.2
 MILLI_G = 1000.0
-CORPUS_VERSION = 2
+CORPUS_VERSION = 3
 """The newest corpus format this code writes and reads; it reads every older one too."""
 LIST_LAYOUT_VERSION = 1
 """The version whose ``window`` is a fixed-size list of values (newer: one binary value)."""
+NAIVE_TIME_VERSION = 3
+"""The first version whose ``time`` is timezone-naive (older: the same values labelled UTC)."""
+WALL_CLOCK_TIME = pa.timestamp("ms")
+"""The Arrow type of ``time`` as stored from version 3 on, and as ``read_day`` returns it."""
 FORMAT_METADATA_KEY = b"window_format"
 
 
@@ -159,12 +171,25 @@ class CorpusInfo:
     version: int = CORPUS_VERSION
 
 
+def _check_version(version: int) -> None:
+    if not LIST_LAYOUT_VERSION <= version <= CORPUS_VERSION:
+        raise ValueError(
+            f"no layout for corpus version {version}: versions are "
+            f"{LIST_LAYOUT_VERSION} to {CORPUS_VERSION}"
+        )
+
+
+def time_type(version: int = CORPUS_VERSION) -> pa.DataType:
+    """The Arrow type of ``time`` in a day file of corpus ``version``."""
+    _check_version(version)
+    return WALL_CLOCK_TIME if version >= NAIVE_TIME_VERSION else pa.timestamp("ms", tz="UTC")
+
+
 def window_field(
     window_format: WindowFormat, version: int = CORPUS_VERSION, length: int = WINDOW_SAMPLES
 ) -> pa.Field:
     """The ``window`` column of a day file in the layout of corpus ``version``."""
-    if version not in (LIST_LAYOUT_VERSION, CORPUS_VERSION):
-        raise ValueError(f"no window layout for corpus version {version}")
+    _check_version(version)
     window_format = WindowFormat(window_format)
     if version == LIST_LAYOUT_VERSION:
         return pa.field("window", pa.list_(_ARROW_VALUE_TYPE[window_format], CHANNELS * length))
@@ -180,7 +205,7 @@ def window_schema(
         [
             ("subject", pa.string()),
             ("day", pa.string()),
-            ("time", pa.timestamp("ms", tz="UTC")),
+            ("time", time_type(version)),
             window_field(window_format, version),
             ("std", pa.float32()),
             ("wear", pa.bool_()),
@@ -338,7 +363,7 @@ def day_table(
         {
             "subject": pa.array([subject] * n, pa.string()),
             "day": pa.array([day] * n, pa.string()),
-            "time": pa.array(start_times_ms.astype("int64"), pa.timestamp("ms", tz="UTC")),
+            "time": pa.array(start_times_ms.astype("int64"), time_type(version)),
             "window": encoded,
             "std": pa.array(window_std(windows), pa.float32()),
             "wear": pa.array(wear.astype(bool), pa.bool_()),
@@ -391,11 +416,23 @@ def manifest_entry(
 def read_day(
     root: str, entry: dict, fs: pafs.FileSystem | None = None, columns: list[str] | None = None
 ) -> pa.Table:
-    """The window rows of one manifest entry (a subject-day), all columns or ``columns``."""
+    """The window rows of one manifest entry (a subject-day), all columns or ``columns``;
+    ``time`` as naive wall-clock timestamps whatever the corpus version."""
     if fs is None:
         fs, root = resolve(root)
     table = pq.read_table(join(root, entry["file"]), filesystem=fs, columns=columns)
+    table = with_wall_clock_time(table)
     return table.slice(entry["row_start"], entry["row_end"] - entry["row_start"])
+
+
+def with_wall_clock_time(table: pa.Table) -> pa.Table:
+    """``table`` with its ``time`` (if it has one) as naive wall-clock timestamps: a
+    version-1 or -2 day file's UTC label is dropped, its values (wall-clock times) kept."""
+    if "time" not in table.column_names or table.schema.field("time").type == WALL_CLOCK_TIME:
+        return table
+    index = table.column_names.index("time")
+    wall_clock = table["time"].cast(pa.int64()).cast(WALL_CLOCK_TIME)
+    return table.set_column(index, pa.field("time", WALL_CLOCK_TIME), wall_clock)
 
 
 # ---------------------------------------------------------------- manifest and info

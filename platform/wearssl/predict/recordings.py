@@ -39,7 +39,7 @@ from wearssl.data.devices import (
     read_recording,
     recording_stem,
 )
-from wearssl.data.ingest import preprocess_facts, recording_facts
+from wearssl.data.ingest.recording_task import preprocess_facts, recording_facts
 from wearssl.data.preprocess import NS_PER_SECOND, TARGET_RATE_HZ, PreprocessOptions, preprocess
 from wearssl.data.privacy import pseudonymise
 from wearssl.models.export import PredictionModel, load_prediction_model
@@ -504,7 +504,7 @@ def _gpus_per_task(requested: float | None, cluster: dict[str, float]) -> float:
 def run_predict(args: argparse.Namespace, distributed: bool) -> int:
     """Predict the files ``args`` name (Ray tasks when ``distributed``); the exit status."""
     from wearssl.cli import require_inputs_found, require_output_folder
-    from wearssl.data.ingest import expand_inputs
+    from wearssl.data.ingest.inputs import expand_inputs
 
     try:
         require_output_folder(args.out)

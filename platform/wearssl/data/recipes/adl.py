@@ -28,6 +28,7 @@ import numpy as np
 from wearssl.data.corpus import SAMPLE_RATE_HZ
 from wearssl.data.recipes.common import (
     Progress,
+    RecipeParts,
     RecipeSummary,
     RecipeWindows,
     no_progress,
@@ -106,7 +107,7 @@ def adl_trials(raw_dir: str) -> tuple[list[tuple[str, Path]], list[Path]]:
 def adl_windows(raw_dir: str, progress: Progress = no_progress) -> RecipeWindows:
     """All windows of the paper's ADL subjects and activities under ``raw_dir``."""
     trials, misnamed = adl_trials(raw_dir)
-    windows, labels, subjects, times = [], [], [], []
+    parts = RecipeParts()
     bad_lines = short = other_subjects = 0
     for number, (activity, path) in enumerate(trials, 1):
         name = FILE_NAME.match(path.name)
@@ -120,10 +121,12 @@ def adl_windows(raw_dir: str, progress: Progress = no_progress) -> RecipeWindows
         if len(part) == 0:
             short += 1
             continue
-        windows.append(resize_windows(part, WINDOW_SECONDS * SAMPLE_RATE_HZ))
-        labels.append(np.full(len(part), activity, dtype=object))
-        subjects.append(np.full(len(part), subject, dtype=object))
-        times.append(trial_start_ms(name["start"]) + starts * 1000 // RATE_HZ)
+        parts.add(
+            resize_windows(part, WINDOW_SECONDS * SAMPLE_RATE_HZ),
+            activity,
+            subject,
+            trial_start_ms(name["start"]) + starts * 1000 // RATE_HZ,
+        )
         if number % 50 == 0:
             progress(f"adl: {number}/{len(trials)} trial files read")
     dropped = {
@@ -132,19 +135,9 @@ def adl_windows(raw_dir: str, progress: Progress = no_progress) -> RecipeWindows
         "trials shorter than 10 s": short,
         "lines that are not three codes in 0..63": bad_lines,
     }
-    if not windows:
-        raise ValueError(f"no ADL window could be made from {raw_dir}: {dropped}")
-    subject_column = np.concatenate(subjects)
-    present = set(subject_column.tolist())
-    return RecipeWindows(
-        windows=np.concatenate(windows),
-        labels=np.concatenate(labels),
-        subjects=subject_column,
-        times_ms=np.concatenate(times),
-        subject_order=[subject for subject in SUBJECTS if subject in present],
-        files=len(trials),
-        dropped=dropped,
-    )
+    made = parts.finished("ADL", raw_dir, len(trials), dropped)
+    made.subject_order = [subject for subject in SUBJECTS if subject in made.subject_order]
+    return made
 
 
 def import_adl(

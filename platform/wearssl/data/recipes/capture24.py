@@ -33,6 +33,7 @@ from wearssl.data.ingest_labelled import LabelledOptions, windows_from_csv
 from wearssl.data.recipes import CAPTURE24_DEFAULT_SCHEME
 from wearssl.data.recipes.common import (
     Progress,
+    RecipeParts,
     RecipeSummary,
     RecipeWindows,
     no_progress,
@@ -98,7 +99,7 @@ def capture24_windows(
         label_map=mapping,
         purity=1.0,
     )
-    windows, labels, subjects, times, order = [], [], [], [], []
+    parts = RecipeParts()
     dropped = dict.fromkeys((MIXED, MISSING, OVER_GAP, UNKNOWN), 0)
     for number, path in enumerate(files, 1):
         part = windows_from_csv(str(path), options)
@@ -110,24 +111,11 @@ def capture24_windows(
         subject = FILE_NAME.fullmatch(path.name).group(1)
         kept = int(in_scheme.sum())
         if kept:
-            order.append(subject)
-            windows.append(part.windows[in_scheme])
-            labels.append(part.labels[in_scheme])
-            subjects.append(np.full(kept, subject, dtype=object))
-            times.append(part.times_ms[in_scheme])
+            parts.add(
+                part.windows[in_scheme], part.labels[in_scheme], subject, part.times_ms[in_scheme]
+            )
         progress(f"capture24: {number}/{len(files)} {path.name}: {kept} windows")
-    if not windows:
-        raise ValueError(f"no Capture-24 window could be made from {raw_dir}: {dropped}")
-    part = RecipeWindows(
-        windows=np.concatenate(windows),
-        labels=np.concatenate(labels),
-        subjects=np.concatenate(subjects),
-        times_ms=np.concatenate(times),
-        subject_order=order,
-        files=len(files),
-        dropped=dropped,
-    )
-    return part, label_names
+    return parts.finished("Capture-24", raw_dir, len(files), dropped), label_names
 
 
 def import_capture24(

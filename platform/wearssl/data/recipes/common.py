@@ -34,6 +34,50 @@ class RecipeWindows:
 
 
 @dataclass
+class RecipeParts:
+    """A recipe's windows gathered piece by piece (a trial, an activity, a file) and made
+    into one ``RecipeWindows`` at the end; ``subject_order`` lists each subject once, in
+    the order its first windows came."""
+
+    windows: list[np.ndarray] = field(default_factory=list)
+    labels: list[np.ndarray] = field(default_factory=list)
+    subjects: list[np.ndarray] = field(default_factory=list)
+    times_ms: list[np.ndarray] = field(default_factory=list)
+    subject_order: list[str] = field(default_factory=list)
+
+    def add(
+        self, windows: np.ndarray, labels: np.ndarray | str, subject: str, times_ms: np.ndarray
+    ) -> None:
+        """Windows of one subject, with a label each (or one label for all)."""
+        n = len(windows)
+        if isinstance(labels, str):
+            labels = np.full(n, labels, dtype=object)
+        if subject not in self.subject_order:
+            self.subject_order.append(subject)
+        self.windows.append(windows)
+        self.labels.append(labels)
+        self.subjects.append(np.full(n, subject, dtype=object))
+        self.times_ms.append(times_ms)
+
+    def finished(
+        self, dataset: str, raw_dir: str, files: int, dropped: dict[str, int]
+    ) -> RecipeWindows:
+        """All windows gathered; a ValueError naming ``raw_dir`` and what was dropped where
+        there are none."""
+        if not self.windows:
+            raise ValueError(f"no {dataset} window could be made from {raw_dir}: {dropped}")
+        return RecipeWindows(
+            windows=np.concatenate(self.windows),
+            labels=np.concatenate(self.labels),
+            subjects=np.concatenate(self.subjects),
+            times_ms=np.concatenate(self.times_ms),
+            subject_order=list(self.subject_order),
+            files=files,
+            dropped=dropped,
+        )
+
+
+@dataclass
 class RecipeSummary:
     """What a recipe wrote: windows per class and per subject (pseudonyms, in the source's
     order) and what it dropped on the way."""

@@ -36,6 +36,7 @@ import pyarrow.csv as pacsv
 from wearssl.data.corpus import SAMPLE_RATE_HZ
 from wearssl.data.recipes.common import (
     Progress,
+    RecipeParts,
     RecipeSummary,
     RecipeWindows,
     no_progress,
@@ -164,8 +165,7 @@ def wisdm_windows(raw_dir: str, progress: Progress = no_progress) -> RecipeWindo
     """All windows of the WISDM watch accelerometer files under ``raw_dir`` (see the
     module docstring)."""
     files = wisdm_files(raw_dir)
-    windows, labels, subjects, times = [], [], [], []
-    order: list[str] = []
+    parts = RecipeParts()
     bad_lines = repeated = touching = 0
     left_out: set[str] = set()
     for number, path in enumerate(files, 1):
@@ -185,14 +185,12 @@ def wisdm_windows(raw_dir: str, progress: Progress = no_progress) -> RecipeWindo
             touching += dropped
             if len(part) == 0:
                 continue
-            if subject not in order:
-                order.append(subject)
-            windows.append(
-                resize_windows(part / np.float32(GRAVITY), WINDOW_SECONDS * SAMPLE_RATE_HZ)
+            parts.add(
+                resize_windows(part / np.float32(GRAVITY), WINDOW_SECONDS * SAMPLE_RATE_HZ),
+                ACTIVITIES[code],
+                subject,
+                starts // 1_000_000,
             )
-            labels.append(np.full(len(part), ACTIVITIES[code], dtype=object))
-            subjects.append(np.full(len(part), subject, dtype=object))
-            times.append(starts // 1_000_000)
             made += len(part)
         progress(f"wisdm: {number}/{len(files)} {path.name}: {made} windows")
     dropped = {
@@ -201,17 +199,7 @@ def wisdm_windows(raw_dir: str, progress: Progress = no_progress) -> RecipeWindo
         "windows touching an empty grid point": touching,
         "subjects left out as in the paper": len(left_out),
     }
-    if not windows:
-        raise ValueError(f"no WISDM window could be made from the files under {raw_dir}: {dropped}")
-    return RecipeWindows(
-        windows=np.concatenate(windows),
-        labels=np.concatenate(labels),
-        subjects=np.concatenate(subjects),
-        times_ms=np.concatenate(times),
-        subject_order=order,
-        files=len(files),
-        dropped=dropped,
-    )
+    return parts.finished("WISDM", raw_dir, len(files), dropped)
 
 
 def import_wisdm(
