@@ -461,9 +461,10 @@ def test_an_evaluation_trial_that_fails_ends_its_run_failed(sqlite_tracking, tmp
     from wearssl.downstream.datasets import DatasetPlan
     from wearssl.downstream.evaluate import EXPERIMENT
     from wearssl.downstream.evaluate_trials import evaluation_trial
-    from wearssl.downstream.tracked_runs import NOTE_TAG, STARTED_TAG, TrialRuns
+    from wearssl.downstream.tracked_runs import TrialRuns
     from wearssl.downstream.trial import TrialSettings, TrialSpec
     from wearssl.infra import tracking
+    from wearssl.infra.tracking import DESCRIPTION_TAG, STARTED_AT_TAG
 
     client = mlflow.MlflowClient(tracking_uri=sqlite_tracking)
     experiment = tracking.experiment_id(EXPERIMENT, sqlite_tracking)
@@ -481,4 +482,4 @@ def test_an_evaluation_trial_that_fails_ends_its_run_failed(sqlite_tracking, tmp
     (run,) = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
     assert run.info.status == "FAILED"
     assert run.info.run_name == "d-forest-f0-s0"
-    assert "arm forest" in run.data.tags[NOTE_TAG] and STARTED_TAG in run.data.tags
+    assert "arm forest" in run.data.tags[DESCRIPTION_TAG] and STARTED_AT_TAG in run.data.tags

@@ -14,6 +14,7 @@ import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 import ray
@@ -26,7 +27,7 @@ from wearssl.data import corpus
 from wearssl.data import sampler as epochs
 from wearssl.infra import mlflow_runs, tracking
 from wearssl.infra.ray_runtime import ResourcePlan, ResourcePlanError, plan_resources
-from wearssl.models.harnet import harnet, load_checkpoint
+from wearssl.models.harnet import TASK_HEADS, harnet, load_checkpoint
 from wearssl.pretrain import mlflow_run
 from wearssl.pretrain.curves import curves_figure
 from wearssl.pretrain.progress import ProgressBoard, ProgressPrinter, WorkerProgress
@@ -207,6 +208,10 @@ def test_two_worker_run_logs_every_epoch_once_and_registers_the_model(
     assert all(math.isfinite(v) for v in result.metrics.values())
     versions = client.search_model_versions("name='e2e-model'")
     assert [v.run_id for v in versions] == [result.run_id]
+    assert "by config 'e2e'" in versions[0].description
+    signature = mlflow.models.get_model_info(f"models:/e2e-model/{versions[0].version}").signature
+    assert [spec.name for spec in signature.outputs.inputs] == list(TASK_HEADS)
+    assert signature.inputs.inputs[0].shape == (-1, 3, 300)
     state = load_checkpoint(result.checkpoint_path.rstrip("/") + "/harnet.pt")
     loaded = harnet(10, pretrained=result.checkpoint_path.rstrip("/") + "/harnet.pt")
     for key, value in loaded.state_dict().items():

@@ -72,7 +72,7 @@ from wearssl.config.roots import default_roots
 from wearssl.data import corpus
 from wearssl.downstream.datasets import DatasetPlan, dataset_digest, file_digest
 from wearssl.downstream.metrics import tracked_metric
-from wearssl.downstream.tracked_runs import FINISHED_TAG, open_run, start_tags, timestamp_tag
+from wearssl.downstream.tracked_runs import open_run, start_tags
 from wearssl.downstream.tune_run import TuneSettings, experiment_name
 from wearssl.infra import ray_runtime as runtime
 from wearssl.infra import tracking
@@ -85,6 +85,7 @@ from wearssl.infra.mlflow_runs import (
     log_metrics,
     log_params,
 )
+from wearssl.infra.tracking import FINISHED_AT_TAG, utc_timestamp
 from wearssl.models.resolve import resolve_weights
 from wearssl.pretrain.train import ensure_corpus
 
@@ -317,7 +318,7 @@ def run_ablation(cfg: AblateConfig) -> AblationResult:
                 "time/sweep_s": wall_s,
             },
         )
-        client.set_tag(parent, FINISHED_TAG, timestamp_tag(time.time()))
+        client.set_tag(parent, FINISHED_AT_TAG, utc_timestamp(time.time()))
     return AblationResult(
         sweep_dir=sweep_dir,
         tracking_uri=uri,

@@ -33,17 +33,12 @@ from wearssl.ablate.points import AblationTrial, value_label
 from wearssl.ablate.pretraining import PretrainPlan, pretrain_stage, trial_pretrain_config
 from wearssl.config import flatten
 from wearssl.downstream.metrics import tracked_metric
-from wearssl.downstream.tracked_runs import (
-    FINISHED_TAG,
-    PARENT_TAG,
-    open_run,
-    start_tags,
-    timestamp_tag,
-)
+from wearssl.downstream.tracked_runs import PARENT_TAG, open_run, start_tags
 from wearssl.downstream.tune_run import TuneSettings, run_trials
 from wearssl.infra import tracking
 from wearssl.infra.files import add_marker, write_json
 from wearssl.infra.mlflow_runs import RUN_RECORD, finite
+from wearssl.infra.tracking import FINISHED_AT_TAG, utc_timestamp
 
 RECORD_FILE = "record.json"
 SCORES_FILE = "scores.csv"
@@ -202,7 +197,7 @@ def sweep_trial(spec: AblationTrial, context: SweepContext, evaluate: Evaluate) 
         client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
         if pretrain:
             client.set_tag(run_id, "pretrain_run_id", pretrain["run_id"])
-        client.set_tag(run_id, FINISHED_TAG, timestamp_tag(record["finished_at"]))
+        client.set_tag(run_id, FINISHED_AT_TAG, utc_timestamp(record["finished_at"]))
     write_json(record_path, record)
     tune.report(metrics)
 

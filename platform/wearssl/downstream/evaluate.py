@@ -71,14 +71,7 @@ from wearssl.downstream.results import (
     trials_frame,
     write_results,
 )
-from wearssl.downstream.tracked_runs import (
-    FINISHED_TAG,
-    PARENT_RECORD,
-    TrialRuns,
-    open_run,
-    start_tags,
-    timestamp_tag,
-)
+from wearssl.downstream.tracked_runs import PARENT_RECORD, TrialRuns, open_run, start_tags
 from wearssl.downstream.transfer import TransferSource, ensure_transfer_source, plan_transfer_source
 from wearssl.downstream.trial import TrialSettings, TrialSpec, trial_specs
 from wearssl.downstream.tune_run import experiment_name
@@ -86,6 +79,7 @@ from wearssl.infra import ray_runtime as runtime
 from wearssl.infra import tracking
 from wearssl.infra.files import storage_location
 from wearssl.infra.mlflow_runs import finite, job_tags, log_config, log_metrics
+from wearssl.infra.tracking import FINISHED_AT_TAG, utc_timestamp
 from wearssl.models.resolve import resolve_weights
 
 EXPERIMENT = "evaluate"
@@ -303,7 +297,7 @@ def finish_dataset(
             uri,
             ModelCard(cfg.name, name, list(data.label_names)),
         )
-    client.set_tag(parent, FINISHED_TAG, timestamp_tag(time.time()))
+    client.set_tag(parent, FINISHED_AT_TAG, utc_timestamp(time.time()))
     # a trial that finished before trials had runs of their own has no "run_id"
     children = [
         r.record["run_id"] for r in runs if r.record["dataset"] == name and "run_id" in r.record

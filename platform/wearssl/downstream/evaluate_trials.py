@@ -24,13 +24,14 @@ from wearssl.config.evaluate import Resources
 from wearssl.config.vocabulary import FOREST
 from wearssl.downstream.datasets import dataset_digest, file_digest
 from wearssl.downstream.results import TrialRun, mean_scores, predictions_table
-from wearssl.downstream.tracked_runs import FINISHED_TAG, TrialRuns, timestamp_tag
+from wearssl.downstream.tracked_runs import TrialRuns
 from wearssl.downstream.trial import TrialOutcome, TrialSpec, run_trial
 from wearssl.downstream.tune_run import TuneSettings, result_spec, run_trials
 from wearssl.infra import ray_runtime as runtime
 from wearssl.infra import tracking
 from wearssl.infra.files import add_marker, write_json, write_parquet
 from wearssl.infra.mlflow_runs import finite, log_metrics
+from wearssl.infra.tracking import FINISHED_AT_TAG, utc_timestamp
 from wearssl.models.export import CLASSIFIER_FILE
 from wearssl.models.harnet import save_checkpoint
 
@@ -150,7 +151,7 @@ def trial_metrics(record: dict[str, Any]) -> list[Metric]:
 def log_trial_results(client: mlflow.MlflowClient, run_id: str, record: dict[str, Any]) -> None:
     """The trial's metrics (:func:`trial_metrics`) and ``finished_at`` on its run."""
     log_metrics(client, run_id, trial_metrics(record))
-    client.set_tag(run_id, FINISHED_TAG, timestamp_tag(record["finished_at"]))
+    client.set_tag(run_id, FINISHED_AT_TAG, utc_timestamp(record["finished_at"]))
 
 
 def report_with_model(metrics: dict[str, Any], spec: TrialSpec, outcome: TrialOutcome) -> None:

@@ -12,24 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import mlflow
 
 from wearssl.infra.mlflow_runs import log_params, record_run, recorded_run
+from wearssl.infra.tracking import DESCRIPTION_TAG, STARTED_AT_TAG, utc_timestamp
 
-NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI
 PARENT_TAG = "mlflow.parentRunId"
-STARTED_TAG = "started_at"
-FINISHED_TAG = "finished_at"
 PARENT_RECORD = "mlflow_run.json"  # a group's parent run, next to its trials' records
-
-
-def timestamp_tag(seconds: float) -> str:
-    """``seconds`` since the epoch as an ISO-8601 UTC string, the form of time tags."""
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
 
 
 def open_run(
@@ -53,7 +45,7 @@ def open_run(
 
 def start_tags(description: str, started: float) -> dict[str, str]:
     """The tags a run starts with: its description and ``started_at``."""
-    return {NOTE_TAG: description, STARTED_TAG: timestamp_tag(started)}
+    return {DESCRIPTION_TAG: description, STARTED_AT_TAG: utc_timestamp(started)}
 
 
 @dataclass(frozen=True)

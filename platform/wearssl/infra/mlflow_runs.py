@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,12 +87,19 @@ def log_config(client: mlflow.MlflowClient, run_id: str, config: BaseModel) -> N
         client.log_artifact(run_id, str(path))
 
 
-def model_signature(window_samples: int, n_classes: int) -> ModelSignature:
-    """What a logged classifier takes and gives: float32 batches of 3-axis windows of
-    ``window_samples`` samples, and one logit per class."""
+def model_signature(window_samples: int, outputs: int | Mapping[str, int]) -> ModelSignature:
+    """What a logged network takes and gives: float32 batches of 3-axis windows of
+    ``window_samples`` samples, and logits: ``outputs`` per window for a classifier, or one
+    named tensor per entry of ``outputs`` (name: width) for a network that returns a dict,
+    such as the pre-trained network's pretext-task heads."""
+    logits = (
+        [TensorSpec(np.dtype(np.float32), (-1, outputs))]
+        if isinstance(outputs, int)
+        else [TensorSpec(np.dtype(np.float32), (-1, n), name) for name, n in outputs.items()]
+    )
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 3, window_samples))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_classes))]),
+        outputs=Schema(logits),
     )
 
 
@@ -100,13 +108,14 @@ def log_model(
     model: nn.Module,
     uri: str,
     window_samples: int,
-    n_classes: int,
+    outputs: int | Mapping[str, int],
     registered: RegisteredVersion | None = None,
 ) -> str | None:
-    """Log the classifier ``model`` to run ``run_id`` as an ``mlflow.pytorch`` model named
-    ``model``, with its signature (:func:`model_signature`) and a one-window input example;
-    registered per ``registered`` (its description on the registered model and the
-    version, its tags on the version) when given. The registered version, or None."""
+    """Log ``model`` to run ``run_id`` as an ``mlflow.pytorch`` model named ``model``, with
+    its signature (:func:`model_signature`: windows in, logits as ``outputs`` says) and a
+    one-window input example; registered per ``registered`` (its description on the
+    registered model and the version, its tags on the version) when given. The registered
+    version, or None."""
     mlflow.set_tracking_uri(uri)
     example = np.zeros((1, 3, window_samples), dtype=np.float32)
     with mlflow.start_run(run_id=run_id):
@@ -114,7 +123,7 @@ def log_model(
             model,
             name="model",
             registered_model_name=registered.name if registered else None,
-            signature=model_signature(window_samples, n_classes),
+            signature=model_signature(window_samples, outputs),
             input_example=example,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             # "pt2", the format MLflow recommends over pickle, traces the network with the

@@ -151,9 +151,15 @@ def run_outcome(run_id: str, uri: str) -> Iterator[None]:
             log.warning("could not mark MLflow run %s %s at %s: %s", run_id, status, uri, err)
 
 
-def utc_timestamp() -> str:
-    """Now, as the ``started_at``/``finished_at`` tags hold it: ISO 8601, UTC, seconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def utc_timestamp(seconds: float | None = None) -> str:
+    """``seconds`` since the epoch (default: now) as the ``started_at``/``finished_at`` tags
+    hold it: ISO 8601, UTC, whole seconds."""
+    moment = (
+        datetime.now(timezone.utc)
+        if seconds is None
+        else datetime.fromtimestamp(seconds, timezone.utc)
+    )
+    return moment.isoformat(timespec="seconds")
 
 
 def current_job() -> str:

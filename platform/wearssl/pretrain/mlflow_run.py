@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import warnings
-from datetime import datetime, timezone
 from typing import Any
 
 import mlflow
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import DatasetInput, InputTag
-from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
 from ray.train import Checkpoint
 
 from wearssl.config import ConfigError, flatten
@@ -28,7 +27,7 @@ from wearssl.config.pretrain import PretrainConfig
 from wearssl.data import corpus
 from wearssl.infra import mlflow_runs, tracking
 from wearssl.models.export import PRETRAINED_FILE as MODEL_FILE
-from wearssl.models.harnet import harnet
+from wearssl.models.harnet import TASK_HEADS, harnet
 from wearssl.pretrain.curves import log_curves
 from wearssl.pretrain.spec import run_dir
 
@@ -40,11 +39,6 @@ RESUME_CHANGES_TAG = "resumed_with_changes"
 MANIFEST_HASH_TAG = "corpus_manifest_hash"
 CORPUS_DATASET = "corpus"
 TRAINING_CONTEXT = "training"
-
-
-def utc_now() -> str:
-    """Now as an ISO-8601 UTC timestamp (the ``started_at`` / ``finished_at`` tags)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def description(cfg: PretrainConfig, root: str, n_subjects: int) -> str:
@@ -128,7 +122,7 @@ def mlflow_run_for(
     if run_id is not None and changes:
         _note_changes(client, run_id, changes)
     if run_id is None:
-        tags = {**tags, "started_at": utc_now()}
+        tags = {**tags, tracking.STARTED_AT_TAG: tracking.utc_timestamp()}
         if cfg.tracking.parent_run_id:
             tags[MLFLOW_PARENT_RUN_ID] = cfg.tracking.parent_run_id
         experiment = tracking.experiment_id(cfg.tracking.experiment, uri)
@@ -173,7 +167,29 @@ def log_corpus_input(client: mlflow.MlflowClient, run_id: str, root: str, digest
 
 
 def describe_run(client: mlflow.MlflowClient, run_id: str, note: str) -> None:
-    client.set_tag(run_id, MLFLOW_RUN_NOTE, note)
+    client.set_tag(run_id, tracking.DESCRIPTION_TAG, note)
+
+
+def log_pretrained_model(cfg: PretrainConfig, run_id: str, uri: str, weights: str) -> str | None:
+    """Log the network in ``weights`` to the run, with its pretext heads' logits as the
+    signature's outputs, registered under ``tracking.registered_model`` when one is named;
+    the registered version or None."""
+    model = harnet(cfg.window_seconds, pretrained=weights).eval()
+    heads = {task: getattr(model, head).linear1.out_features for task, head in TASK_HEADS.items()}
+    name = cfg.tracking.registered_model
+    registered = (
+        mlflow_runs.RegisteredVersion(
+            name,
+            f"harnet feature extractor for {cfg.window_seconds}-s windows at "
+            f"{corpus.SAMPLE_RATE_HZ} Hz, pre-trained self-supervised (arrow of time, "
+            f"permutation, time warp) by config '{cfg.name}' on corpus {cfg.corpus}. "
+            "Evaluate or fine-tune it by naming it as an evaluation's `pretrained`.",
+        )
+        if name
+        else None
+    )
+    samples = corpus.window_samples(cfg.window_seconds)
+    return mlflow_runs.log_model(run_id, model, uri, samples, heads, registered)
 
 
 def finish_run(
@@ -190,7 +206,6 @@ def finish_run(
         local = f"{checkpoint.to_directory()}/{MODEL_FILE}"
         client.log_artifact(run_id, local, artifact_path="checkpoint")
         if cfg.tracking.log_model:
-            model = harnet(cfg.window_seconds, pretrained=local).eval()
-            version = mlflow_runs.log_model(run_id, model, cfg.tracking.registered_model, uri)
-    client.set_tag(run_id, "finished_at", utc_now())
+            version = log_pretrained_model(cfg, run_id, uri, local)
+    client.set_tag(run_id, tracking.FINISHED_AT_TAG, tracking.utc_timestamp())
     return path, version
