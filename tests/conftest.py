@@ -75,3 +75,18 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory):
 
     with start_tracking_server(tmp_path_factory.mktemp("mlflow-server"), timeout_s=180) as server:
         yield server
+
+
+def actigraph_set_up_in_new_york(original: Path, folder: Path) -> Path:
+    """A copy of the ActiGraph file ``original`` whose ``info.txt`` says the device was set up
+    at UTC-05:00 (the real file says +02:00), written into ``folder``."""
+    import zipfile
+
+    path = folder / "new_york.gt3x"
+    with zipfile.ZipFile(original) as source, zipfile.ZipFile(path, "w") as copy:
+        for member in source.namelist():
+            content = source.read(member)
+            if member == "info.txt":
+                content = content.replace(b"TimeZone: 02:00:00", b"TimeZone: -05:00:00")
+            copy.writestr(member, content)
+    return path

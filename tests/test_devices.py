@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import actigraph_set_up_in_new_york
 from wearssl.data.devices import (
     CLOCK_DEVICE_LOCAL,
     CLOCK_DEVICE_OFFSET,
@@ -236,16 +237,7 @@ def test_device_times_are_the_wall_clock_with_the_offset_the_device_states(name,
 @pytest.mark.realdata
 def test_actigraph_negative_time_zone_is_read_from_its_header(tmp_path):
     """The real file with its info.txt saying -05:00 (an ActiGraph set up in New York)."""
-    import zipfile
-
-    source = zipfile.ZipFile(DEVICES / "GGIR_actigraph_testfile.gt3x")
-    path = tmp_path / "new_york.gt3x"
-    with zipfile.ZipFile(path, "w") as copy:
-        for member in source.namelist():
-            content = source.read(member)
-            if member == "info.txt":
-                content = content.replace(b"TimeZone: 02:00:00", b"TimeZone: -05:00:00")
-            copy.writestr(member, content)
+    path = actigraph_set_up_in_new_york(DEVICES / "GGIR_actigraph_testfile.gt3x", tmp_path)
     read = read_recording(str(path))
     original = read_recording(str(DEVICES / "GGIR_actigraph_testfile.gt3x"))
     assert read.utc_offset_seconds == -5 * 3600

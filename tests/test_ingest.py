@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from conftest import pseudonym_key_set_to
+from conftest import actigraph_set_up_in_new_york, pseudonym_key_set_to
 from wearssl.data import corpus
 from wearssl.data.devices import ReadOptions, read_recording, recording_format
 from wearssl.data.ingest import (
@@ -408,19 +408,11 @@ def test_an_actigraph_set_up_at_minus_5_hours_keeps_its_local_times(ray_address,
     header's local times as they are (no zone), and the report keeps the -18000 s offset."""
     import zipfile
 
-    source = zipfile.ZipFile(DEVICES / "GGIR_actigraph_testfile.gt3x")
-    path = tmp_path / "new_york.gt3x"
-    with zipfile.ZipFile(path, "w") as copy:
-        for member in source.namelist():
-            content = source.read(member)
-            if member == "info.txt":
-                content = content.replace(b"TimeZone: 02:00:00", b"TimeZone: -05:00:00")
-            copy.writestr(member, content)
-    header = dict(
-        line.split(": ", 1)
-        for line in source.read("info.txt").decode().splitlines()
-        if ": " in line
-    )
+    original = DEVICES / "GGIR_actigraph_testfile.gt3x"
+    path = actigraph_set_up_in_new_york(original, tmp_path)
+    with zipfile.ZipFile(original) as source:
+        info = source.read("info.txt").decode()
+    header = dict(line.split(": ", 1) for line in info.splitlines() if ": " in line)
     start = _dotnet_ticks_to_wall_clock(int(header["Start Date"]))
     last = _dotnet_ticks_to_wall_clock(int(header["Last Sample Time"]))
     assert str(start) == "2020-08-26T10:09:00.000"
