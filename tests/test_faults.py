@@ -469,7 +469,10 @@ def test_an_evaluation_trial_that_fails_ends_its_run_failed(sqlite_tracking, tmp
     client = mlflow.MlflowClient(tracking_uri=sqlite_tracking)
     experiment = tracking.experiment_id(EXPERIMENT, sqlite_tracking)
     parent = client.create_run(experiment).info.run_id
-    runs = TrialRuns(sqlite_tracking, experiment, {"d": parent}, str(tmp_path / "runs"), "cfg")
+    source = {"mlflow.source.name": "wearssl evaluate", "mlflow.source.type": "JOB"}
+    runs = TrialRuns(
+        sqlite_tracking, experiment, {"d": parent}, str(tmp_path / "runs"), "cfg", source
+    )
     settings = TrialSettings(Protocol(), Finetune(), n_estimators=10)
     spec = TrialSpec(DatasetPlan("d", str(tmp_path / "d")), "forest", "f0", 0, 0, settings)
 
@@ -483,3 +486,4 @@ def test_an_evaluation_trial_that_fails_ends_its_run_failed(sqlite_tracking, tmp
     assert run.info.status == "FAILED"
     assert run.info.run_name == "d-forest-f0-s0"
     assert "arm forest" in run.data.tags[DESCRIPTION_TAG] and STARTED_AT_TAG in run.data.tags
+    assert source.items() <= run.data.tags.items()

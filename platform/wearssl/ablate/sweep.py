@@ -84,6 +84,7 @@ from wearssl.infra.mlflow_runs import (
     log_config,
     log_metrics,
     log_params,
+    source_tags,
 )
 from wearssl.infra.tracking import FINISHED_AT_TAG, utc_timestamp
 from wearssl.models.resolve import resolve_weights
@@ -261,7 +262,7 @@ def run_ablation(cfg: AblateConfig) -> AblationResult:
         tracking_uri=uri,
         experiment_id=tracking.experiment_id(EXPERIMENT, uri),
         parent_run_id=parent,
-        git_commit=tags["git_commit"],
+        source=source_tags(tags),
         evaluation=evaluation,
         pretrain=pretrain_plan,
         init=init,

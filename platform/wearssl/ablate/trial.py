@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,7 @@ class SweepContext:
     tracking_uri: str
     experiment_id: str
     parent_run_id: str
-    git_commit: str
+    source: Mapping[str, str]  # the job's source tags, carried by every trial run
     evaluation: EvaluationPlan
     pretrain: PretrainPlan | None  # None: a labelled-subjects sweep
     init: str | None  # the weights a labelled-subjects sweep's initialised arms start from
@@ -110,7 +110,7 @@ def child_run(
             PARENT_TAG: context.parent_run_id,
             "trial": spec.key,
             "role": spec.role,
-            "git_commit": context.git_commit,
+            **context.source,
             **start_tags(trial_description(context, spec), started),
         },
     }

@@ -78,7 +78,7 @@ from wearssl.downstream.tune_run import experiment_name
 from wearssl.infra import ray_runtime as runtime
 from wearssl.infra import tracking
 from wearssl.infra.files import storage_location
-from wearssl.infra.mlflow_runs import finite, job_tags, log_config, log_metrics
+from wearssl.infra.mlflow_runs import finite, job_tags, log_config, log_metrics, source_tags
 from wearssl.infra.tracking import FINISHED_AT_TAG, utc_timestamp
 from wearssl.models.resolve import resolve_weights
 
@@ -227,7 +227,7 @@ def open_parents(
             "dataset.window_seconds": data.window_seconds,
         }
         parents[name] = open_run(client, records / name / PARENT_RECORD, uri, create, params)
-    return TrialRuns(uri, experiment, parents, str(records), cfg.name)
+    return TrialRuns(uri, experiment, parents, str(records), cfg.name, source_tags(tags))
 
 
 def dataset_plots(

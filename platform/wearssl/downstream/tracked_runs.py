@@ -52,13 +52,15 @@ def start_tags(description: str, started: float) -> dict[str, str]:
 class TrialRuns:
     """Where a job's trials keep their runs: the store, the experiment, the parent run of
     each group of trials (a dataset of the evaluation), the folder of the records that
-    name each trial's run, and the config's name (for descriptions)."""
+    name each trial's run, the config's name (for descriptions) and the job's source tags
+    (:func:`wearssl.infra.mlflow_runs.source_tags`), which every trial run carries."""
 
     uri: str
     experiment_id: str
     parents: Mapping[str, str]
     records: str
     config_name: str
+    source: Mapping[str, str]
 
     def start(
         self,
@@ -79,6 +81,7 @@ class TrialRuns:
             "start_time": int(started * 1000),
             "tags": {
                 PARENT_TAG: self.parents[group],
+                **self.source,
                 **start_tags(description, started),
                 **tags,
             },

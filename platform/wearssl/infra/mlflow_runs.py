@@ -68,6 +68,15 @@ def job_tags(cluster: dict[str, float], job: str | None = None) -> dict[str, str
     return tags
 
 
+SOURCE_TAGS = ("git_commit", "mlflow.source.name", "mlflow.source.type", "mlflow.source.git.commit")
+
+
+def source_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """Of a job's tags (:func:`job_tags`), those that say where a run came from: a job's
+    trial runs carry them too, so the UI shows their source like their parent's."""
+    return {key: tags[key] for key in SOURCE_TAGS if key in tags}
+
+
 def log_params(client: mlflow.MlflowClient, run_id: str, params: dict[str, Any]) -> None:
     items = [Param(k, v) for k, v in tracking.params_for_mlflow(params).items()]
     for start in range(0, len(items), PARAM_BATCH):
