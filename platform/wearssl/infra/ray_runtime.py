@@ -51,6 +51,11 @@ QUIET_LOGGERS = {
     # Polls the controller through the State API, which a Ray without its dashboard
     # lacks: a warning every few seconds for as long as training runs.
     "ray.train.v2._internal.execution.controller.placement_group_cleaner": logging.ERROR,
+    # Asks the autoscaler for the training's resources; under a CPU load its call times out
+    # and it warns with a traceback that it is "safe to ignore" (the run goes on).
+    "ray.train.v2._internal.execution.scaling_policy.autoscaling_coordinator_client": (
+        logging.ERROR
+    ),
     # Announces at every local start that Ray's default (token authentication) is on.
     "ray._private.authentication.authentication_token_setup": logging.ERROR,
     "mlflow": logging.WARNING,
