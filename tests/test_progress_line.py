@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from wearssl.infra.console import ProgressLine, format_duration, progress_text
+from wearssl.infra.console import ProgressLine, format_duration, format_rate, progress_text
 
 
 class FakeClock:
@@ -54,3 +54,9 @@ def test_terminal_line_is_redrawn_in_place_and_cleared() -> None:
     assert stream.getvalue().startswith("\r\033[K")
     assert "\n" not in stream.getvalue()
     assert stream.getvalue().endswith("\r\033[K")
+
+
+def test_a_rate_under_one_a_second_reads_per_minute() -> None:
+    assert format_rate(2.5, "windows") == "2.5 windows/s"
+    assert format_rate(1 / 60, "trials") == "1.0 trials/min"
+    assert "0.0 trials/s" not in progress_text("sweep", 1, 7, 72.0, "trials")

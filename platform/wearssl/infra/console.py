@@ -25,12 +25,20 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def format_rate(per_second: float, unit: str) -> str:
+    """``per_second`` as ``x unit/s``, or ``x unit/min`` when under one a second (trials of a
+    minute each would otherwise read ``0.0 trials/s``)."""
+    if per_second >= 1 or per_second == 0:
+        return f"{per_second:,.1f} {unit}/s"
+    return f"{per_second * 60:,.1f} {unit}/min"
+
+
 def progress_text(label: str, done: float, total: float, elapsed: float, unit: str) -> str:
-    """``label  done/total unit  rate unit/s  ETA m:ss``: the ETA from the mean rate so far."""
+    """``label  done/total unit  rate  ETA m:ss``: the ETA from the mean rate so far."""
     rate = done / elapsed if elapsed > 0 else 0.0
     remaining = (total - done) / rate if rate > 0 else float("nan")
     return (
-        f"{label}  {done:,.0f}/{total:,.0f} {unit}  {rate:,.1f} {unit}/s"
+        f"{label}  {done:,.0f}/{total:,.0f} {unit}  {format_rate(rate, unit)}"
         f"  ETA {format_duration(remaining)}"
     )
 

@@ -121,12 +121,16 @@ def log_model(
     registered: RegisteredVersion | None = None,
 ) -> str | None:
     """Log ``model`` to run ``run_id`` as an ``mlflow.pytorch`` model named ``model``, with
-    its signature (:func:`model_signature`: windows in, logits as ``outputs`` says) and a
-    one-window input example; registered per ``registered`` (its description on the
-    registered model and the version, its tags on the version) when given. The registered
-    version, or None."""
+    its signature (:func:`model_signature`: windows in, logits as ``outputs`` says) and, for
+    a classifier, a one-window input example; registered per ``registered`` (its description
+    on the registered model and the version, its tags on the version) when given. The
+    registered version, or None.
+
+    A network with named outputs gets no input example: MLflow serves a PyTorch model of one
+    output tensor only, and would warn at length that the example cannot be served."""
     mlflow.set_tracking_uri(uri)
-    example = np.zeros((1, 3, window_samples), dtype=np.float32)
+    classifier = isinstance(outputs, int)
+    example = np.zeros((1, 3, window_samples), dtype=np.float32) if classifier else None
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
             model,
