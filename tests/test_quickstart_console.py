@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import ray
 
 from wearssl.cli import build_parser
 from wearssl.data import privacy
@@ -166,3 +167,13 @@ def test_the_quickstart_prints_its_own_lines_within_a_budget(tmp_path: Path) -> 
     assert not [line for line in lines if OWN_WARNING.search(line)]
     assert "pre-training finished" in console
     assert len(lines) <= LINE_BUDGET, console
+
+
+def test_a_worker_names_its_own_cluster_among_several_on_one_machine(
+    ray_local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray Train's placement-group cleaner finds its cluster by ``RAY_ADDRESS``; a worker
+    that names its own never meets "Found multiple active Ray instances"."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray_runtime.pin_cluster_address()
+    assert os.environ["RAY_ADDRESS"] == ray.get_runtime_context().gcs_address

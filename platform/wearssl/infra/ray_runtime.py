@@ -101,6 +101,22 @@ def quiet_process() -> None:
         logging.getLogger(name).setLevel(level)
 
 
+def pin_cluster_address() -> None:
+    """Name this process's own cluster in ``RAY_ADDRESS`` (unless it is set). Ray Train's
+    placement-group cleaner looks its cluster up by address; with two Ray instances on one
+    machine (two local jobs at once) it finds both, and its monitor thread dies with a
+    traceback. Every Ray worker a job starts runs it (its setup hook)."""
+    if ray.is_initialized():
+        os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+
+
+def quiet_worker() -> None:
+    """The setup hook of a quiet job's Ray workers: :func:`pin_cluster_address`, then
+    :func:`quiet_process`."""
+    pin_cluster_address()
+    quiet_process()
+
+
 def set_console(verbose: bool) -> None:
     """The job's console, decided once by its front door: Ray's and MLflow's own logs shown
     (``verbose``), or hidden in this process now and in the Ray workers :func:`connect`
@@ -134,14 +150,16 @@ def connect(
 
 def _start_or_join(target: str | None, num_cpus: int | None) -> None:
     """``ray.init`` for :func:`connect`: quiet workers unless :func:`verbose_requested`."""
-    options: dict = {"log_to_driver": True}
-    if not verbose_requested():
+    quiet = not verbose_requested()
+    hook = quiet_worker if quiet else pin_cluster_address
+    options: dict = {
+        "log_to_driver": True,
+        "runtime_env": {"worker_process_setup_hook": f"{__name__}.{hook.__name__}"},
+    }
+    if quiet:
         quiet_process()
         # ray.init sets the driver's ``ray`` logger to its own level (INFO by default)
         options["logging_level"] = QUIET_LOGGERS["ray"]
-        options["runtime_env"] = {
-            "worker_process_setup_hook": f"{__name__}.{quiet_process.__name__}"
-        }
     if target in (None, "", "local"):
         for key, value in LOCAL_RAY_ENV.items():
             os.environ.setdefault(key, value)
