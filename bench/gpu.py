@@ -364,11 +364,7 @@ def main() -> int:
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--pretrain-seconds", type=float, default=180.0)
     args = parser.parse_args()
-    try:
-        device = hardware.require_device(args.device)
-    except hardware.DeviceUnavailable as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    device = hardware.device_or_exit(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -10,6 +10,7 @@ import datetime
 import os
 import platform
 import resource
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +54,19 @@ def require_device(device: str) -> torch.device:
     if resolved.type not in ("cpu", "cuda"):
         raise DeviceUnavailable(f"--device {device!r}: only cpu and cuda are benchmarked")
     return resolved
+
+
+USAGE_ERROR = 2
+
+
+def device_or_exit(device: str) -> torch.device:
+    """:func:`require_device` for a benchmark's ``main``: a device this machine lacks is a
+    usage error, said on stderr, and the process exits with :data:`USAGE_ERROR`."""
+    try:
+        return require_device(device)
+    except DeviceUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR) from None
 
 
 def synchronize(device: torch.device) -> None:

@@ -302,11 +302,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
     args = parser.parse_args()
-    try:
-        device = hardware.require_device(args.device)
-    except hardware.DeviceUnavailable as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    device = hardware.device_or_exit(args.device)
     result = measure(device, tuple(args.batch), args.steps, args.warmup, args.compile)
     print(f"batch {result['batch']} on {device}, {torch.get_num_threads()} thread(s)")
     print(f"{'variant':<30}{'windows/s':>12}{'windows/cpu-s':>15}")

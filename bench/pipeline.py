@@ -334,11 +334,7 @@ def main() -> int:
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     parser.add_argument("--workdir", type=Path, help="keep corpora and runs here (default: temp)")
     args = parser.parse_args()
-    try:
-        device = hardware.require_device(args.device)
-    except hardware.DeviceUnavailable as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    device = hardware.device_or_exit(args.device)
     size = SIZES[args.size]
     with tempfile.TemporaryDirectory(prefix="wearssl-bench-") as tmp:
         workdir = (args.workdir or Path(tmp)).resolve()

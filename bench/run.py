@@ -36,7 +36,6 @@ import common  # noqa: E402
 import hardware  # noqa: E402
 
 EXIT_FAILED_CHECK = 1
-EXIT_USAGE = 2
 GIB = 1 << 30
 
 
@@ -520,11 +519,7 @@ def _parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = _parse_args()
-    try:
-        device = hardware.require_device(args.device)
-    except hardware.DeviceUnavailable as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    device = hardware.device_or_exit(args.device)
     out = args.out or common.BENCH_DIR / "results" / f"{device.type}-{args.size}.json"
     with tempfile.TemporaryDirectory(prefix="wearssl-bench-") as tmp:
         workdir = (args.workdir or Path(tmp)).resolve()
