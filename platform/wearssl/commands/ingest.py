@@ -104,20 +104,14 @@ def run_labelled(args: argparse.Namespace) -> int:
 
 def run_recordings(args: argparse.Namespace) -> int:
     from wearssl.cli import require_input_file
-    from wearssl.data.devices import CsvColumns, ReadOptions
+    from wearssl.data.devices import ReadOptions
     from wearssl.data.ingest import IngestOptions, ingest_recordings
     from wearssl.data.preprocess import PreprocessOptions
     from wearssl.infra.ray_runtime import connect
 
     require_input_file(args.subject_map, "--subject-map")
     options = IngestOptions(
-        read=ReadOptions(
-            sample_rate_hz=args.rate,
-            start=args.start,
-            units=args.units,
-            columns=CsvColumns.parse(args.columns),
-            timezone=args.timezone,
-        ),
+        read=ReadOptions.from_arguments(args),
         preprocess=PreprocessOptions(
             calibrate=not args.no_calibrate,
             detect_nonwear=not args.no_nonwear,

@@ -34,7 +34,6 @@ import torch
 
 import wearssl
 from wearssl.data.devices import (
-    CsvColumns,
     ReadOptions,
     read_recording,
     recording_stem,
@@ -465,13 +464,7 @@ def write_report(out: str | Path, outcomes: list[RecordingOutcome]) -> Path:
 
 def options_from_args(args: argparse.Namespace) -> PredictOptions:
     return PredictOptions(
-        read=ReadOptions(
-            sample_rate_hz=args.rate,
-            start=args.start,
-            units=args.units,
-            columns=CsvColumns.parse(args.columns),
-            timezone=args.timezone,
-        ),
+        read=ReadOptions.from_arguments(args),
         use_hmm=not args.no_hmm,
         batch_size=args.batch_size,
         calibrate=not args.no_calibrate,

@@ -3,6 +3,7 @@ to read and the ``ReadOptions`` (rate, start, units, time zone) every reader tak
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -137,3 +138,15 @@ class ReadOptions:
             ZoneInfo(self.timezone)
         except Exception as error:
             raise ValueError(f"timezone {self.timezone!r} is not a known IANA zone") from error
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> ReadOptions:
+        """The options that ``--rate``, ``--start``, ``--units``, ``--columns`` and
+        ``--timezone`` give, as ``wearssl ingest`` and ``wearssl predict`` take them."""
+        return cls(
+            sample_rate_hz=args.rate,
+            start=args.start,
+            units=args.units,
+            columns=CsvColumns.parse(args.columns),
+            timezone=args.timezone,
+        )
