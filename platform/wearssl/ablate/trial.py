@@ -21,6 +21,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow.entities import Metric
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray import tune
 
 from wearssl.ablate.evaluation import (
@@ -33,7 +34,7 @@ from wearssl.ablate.points import AblationTrial, value_label
 from wearssl.ablate.pretraining import PretrainPlan, pretrain_stage, trial_pretrain_config
 from wearssl.config import flatten
 from wearssl.downstream.metrics import tracked_metric
-from wearssl.downstream.tracked_runs import PARENT_TAG, open_run, start_tags
+from wearssl.downstream.tracked_runs import open_run, start_tags
 from wearssl.downstream.tune_run import TuneSettings, run_trials
 from wearssl.infra import tracking
 from wearssl.infra.files import add_marker, write_json
@@ -107,7 +108,7 @@ def child_run(
         "run_name": f"{context.name}/{spec.key}",
         "start_time": int(started * 1000),
         "tags": {
-            PARENT_TAG: context.parent_run_id,
+            MLFLOW_PARENT_RUN_ID: context.parent_run_id,
             "trial": spec.key,
             "role": spec.role,
             **context.source,

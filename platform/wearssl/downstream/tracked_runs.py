@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from wearssl.infra.mlflow_runs import log_params, record_run, recorded_run
 from wearssl.infra.tracking import DESCRIPTION_TAG, STARTED_AT_TAG, utc_timestamp
 
-PARENT_TAG = "mlflow.parentRunId"
 PARENT_RECORD = "mlflow_run.json"  # a group's parent run, next to its trials' records
 
 
@@ -80,7 +80,7 @@ class TrialRuns:
             "run_name": name,
             "start_time": int(started * 1000),
             "tags": {
-                PARENT_TAG: self.parents[group],
+                MLFLOW_PARENT_RUN_ID: self.parents[group],
                 **self.source,
                 **start_tags(description, started),
                 **tags,

@@ -32,6 +32,7 @@ from typing import Any
 import mlflow
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from wearssl.config import ConfigError
 from wearssl.errors import TrackingUnavailableError as TrackingUnavailableError
@@ -59,7 +60,7 @@ JOB_ENV = "WEARSSL_JOB"
 # experiment with no traces may open in the GenAI view (traces, evaluations, prompts).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"  # shown as "Machine learning"
-DESCRIPTION_TAG = "mlflow.note.content"  # a run's or experiment's description in the UI
+DESCRIPTION_TAG = MLFLOW_RUN_NOTE  # a run's or experiment's description in the UI
 STARTED_AT_TAG = "started_at"  # when a job's run began and ended (ISO 8601, UTC)
 FINISHED_AT_TAG = "finished_at"
 EXPERIMENT_DESCRIPTIONS = {
